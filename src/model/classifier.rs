@@ -1,0 +1,141 @@
+//! Inference: a loaded bundle that turns texts into topic and sentiment predictions.
+//! Not `Sync` (tch tensors are not): serve it from one thread that owns it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::batch::TensorBatch;
+use super::bundle::{self, ModelManifest};
+use super::network::Network;
+use crate::text::{EncodedText, TextEncoder};
+
+/// Probabilities of the three sentiment classes, in `bundle::SENTIMENT_LABELS` order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SentimentProbabilities {
+    pub negative: f32,
+    pub neutral: f32,
+    pub positive: f32,
+}
+
+impl SentimentProbabilities {
+    /// The most probable class; ties go to the earlier class (negative before neutral).
+    pub fn label(&self) -> &'static str {
+        let probabilities = [self.negative, self.neutral, self.positive];
+        bundle::SENTIMENT_LABELS[argmax(&probabilities)]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub topic_index: usize,
+    pub topic_probability: f32,
+    pub sentiment: SentimentProbabilities,
+}
+
+pub struct Classifier {
+    network: Network,
+    // Owns the parameters `network` refers to; dropping it would free them.
+    _variables: VarStore,
+    encoder: TextEncoder,
+    manifest: ModelManifest,
+}
+
+impl Classifier {
+    pub fn load(directory: &Path) -> anyhow::Result<Classifier> {
+        let manifest = bundle::read_manifest(directory)?;
+        let encoder = TextEncoder::load_json(&bundle::tokenizer_path(directory))
+            .with_context(|| format!("failed to load the tokenizer of bundle {}", directory.display()))?;
+        anyhow::ensure!(
+            encoder.vocab().len() as i64 == manifest.architecture.vocab_size
+                && i64::from(encoder.config().feature_buckets) == manifest.architecture.feature_buckets,
+            "bundle {}: tokenizer has {} tokens and {} feature buckets but model.json declares {} and {}",
+            directory.display(),
+            encoder.vocab().len(),
+            encoder.config().feature_buckets,
+            manifest.architecture.vocab_size,
+            manifest.architecture.feature_buckets
+        );
+        let variables = VarStore::new(Device::Cpu);
+        let network = Network::new(&variables.root(), &manifest.architecture);
+        bundle::load_weights(directory, &variables)
+            .with_context(|| format!("failed to load bundle {}", directory.display()))?;
+        Ok(Classifier { network, _variables: variables, encoder, manifest })
+    }
+
+    pub fn manifest(&self) -> &ModelManifest {
+        &self.manifest
+    }
+
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub fn topic_label(&self, topic_index: usize) -> &str {
+        &self.manifest.topic_labels[topic_index]
+    }
+
+    pub fn encoder(&self) -> &TextEncoder {
+        &self.encoder
+    }
+
+    /// Classifies texts as one padded batch; the caller chooses the batch size.
+    pub fn classify(&self, texts: &[&str]) -> Vec<Prediction> {
+        let encoded: Vec<EncodedText> = texts.iter().map(|text| self.encoder.encode(text)).collect();
+        let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
+        self.classify_encoded(&encoded_refs)
+    }
+
+    pub fn classify_encoded(&self, encoded: &[&EncodedText]) -> Vec<Prediction> {
+        predict(&self.network, encoded)
+    }
+}
+
+/// Runs the network in inference mode (no dropout, no autograd) over one batch.
+pub(super) fn predict(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction> {
+    if encoded.is_empty() {
+        return Vec::new();
+    }
+    // Grad mode is per thread: without this guard outputs keep requires_grad and memory grows.
+    let _no_grad = tch::no_grad_guard();
+    let batch = TensorBatch::new(encoded);
+    let logits = network.head_logits(&batch, false);
+    let topic_probabilities = probabilities_by_row(&logits.topic);
+    let sentiment_probabilities = probabilities_by_row(&logits.sentiment);
+    topic_probabilities
+        .into_iter()
+        .zip(sentiment_probabilities)
+        .map(|(topic_row, sentiment_row)| {
+            let topic_index = argmax(&topic_row);
+            Prediction {
+                topic_index,
+                topic_probability: topic_row[topic_index],
+                sentiment: SentimentProbabilities {
+                    negative: sentiment_row[0],
+                    neutral: sentiment_row[1],
+                    positive: sentiment_row[2],
+                },
+            }
+        })
+        .collect()
+}
+
+fn probabilities_by_row(logits: &Tensor) -> Vec<Vec<f32>> {
+    let probabilities = logits.softmax(-1, Kind::Float).contiguous();
+    let columns = probabilities.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(probabilities.view([-1])).expect("softmax output is a float tensor");
+    flat.chunks(columns).map(<[f32]>::to_vec).collect()
+}
+
+fn argmax(values: &[f32]) -> usize {
+    let mut best_index = 0;
+    for (index, value) in values.iter().enumerate() {
+        if *value > values[best_index] {
+            best_index = index;
+        }
+    }
+    best_index
+}

@@ -1,0 +1,26 @@
+//! The topic + sentiment LSTM: network, training, inference and bundles. The only module that
+//! sees tch types; everything it exposes to the rest of the crate is plain data.
+
+mod batch;
+pub mod bundle;
+mod classifier;
+mod network;
+pub mod train;
+
+pub use bundle::{ModelManifest, SENTIMENT_LABELS, TaskReports};
+pub use classifier::{Classifier, Prediction, SentimentProbabilities};
+pub use network::Architecture;
+
+/// Sets libtorch's intra-op thread count (process-wide). Inference workers use 1 each: with
+/// more OpenMP threads than free cores, threads wait at barriers and throughput collapses.
+pub fn set_compute_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
+}
+
+/// Saves a freshly trained model as a bundle directory and returns its manifest.
+pub fn save_trained(trained: train::TrainedModel, directory: &std::path::Path) -> anyhow::Result<ModelManifest> {
+    bundle::save_bundle(directory, &trained.variables, &trained.encoder, trained.manifest)
+}
+
+#[cfg(test)]
+mod tests;

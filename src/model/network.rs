@@ -1,0 +1,147 @@
+//! The network: token embedding -> forward and backward LSTMs -> masked mean+max pooling,
+//! concatenated with a hashed bag of word and character n-grams -> topic and sentiment heads.
+//!
+//! Why two unidirectional LSTMs instead of one bidirectional call: on a right-padded batch a
+//! bidirectional LSTM's reverse direction starts on the padding, so its outputs differ from the
+//! text run alone. Reversing each text within its own length (`TensorBatch::reverse_index`) and
+//! running a second forward LSTM over it is exact for any padding, costs the same, and gives the
+//! two directional language models that pretraining needs for free.
+//!
+//! Why the n-gram bag: word and character n-grams are what makes the classic TF-IDF baseline
+//! strong on short financial headlines (tickers, misspellings, rare company names); feeding their
+//! mean embedding next to the pooled LSTM states lets the heads use both.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, RNN};
+use tch::{Kind, Tensor};
+
+use super::batch::TensorBatch;
+
+/// Sizes that define the parameter shapes; recorded in `model.json` so a bundle rebuilds itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    pub vocab_size: i64,
+    pub embedding_dim: i64,
+    pub hidden_size: i64,
+    pub feature_buckets: i64,
+    pub feature_dim: i64,
+    pub topic_classes: i64,
+    pub sentiment_classes: i64,
+    /// Dropout on the embeddings and the pooled representation during training only.
+    pub dropout: f64,
+}
+
+pub struct Network {
+    token_embedding: nn::Embedding,
+    forward_lstm: nn::LSTM,
+    backward_lstm: nn::LSTM,
+    feature_bag: Tensor,
+    topic_head: nn::Linear,
+    sentiment_head: nn::Linear,
+    dropout: f64,
+}
+
+/// Per-position outputs of both directions, each `[batch, max_len, hidden]`, aligned with the
+/// input order (the backward states are already un-reversed).
+pub struct SequenceStates {
+    pub forward: Tensor,
+    pub backward: Tensor,
+}
+
+pub struct HeadLogits {
+    pub topic: Tensor,
+    pub sentiment: Tensor,
+}
+
+impl Network {
+    pub fn new(root: &nn::Path, architecture: &Architecture) -> Network {
+        // `train: false` keeps the LSTM's own inter-layer dropout off; with one layer it is unused
+        // anyway, and our dropout is applied explicitly where `train` says so.
+        let lstm_config = nn::RNNConfig { batch_first: true, train: false, ..Default::default() };
+        let feature_init = nn::Init::Uniform { lo: -0.05, up: 0.05 };
+        Network {
+            token_embedding: nn::embedding(
+                root / "token_embedding",
+                architecture.vocab_size,
+                architecture.embedding_dim,
+                Default::default(),
+            ),
+            forward_lstm: nn::lstm(
+                root / "forward_lstm",
+                architecture.embedding_dim,
+                architecture.hidden_size,
+                lstm_config,
+            ),
+            backward_lstm: nn::lstm(
+                root / "backward_lstm",
+                architecture.embedding_dim,
+                architecture.hidden_size,
+                lstm_config,
+            ),
+            feature_bag: root.var(
+                "feature_bag",
+                &[architecture.feature_buckets, architecture.feature_dim],
+                feature_init,
+            ),
+            topic_head: nn::linear(
+                root / "topic_head",
+                pooled_width(architecture),
+                architecture.topic_classes,
+                Default::default(),
+            ),
+            sentiment_head: nn::linear(
+                root / "sentiment_head",
+                pooled_width(architecture),
+                architecture.sentiment_classes,
+                Default::default(),
+            ),
+            dropout: architecture.dropout,
+        }
+    }
+
+    pub fn sequence_states(&self, batch: &TensorBatch, train: bool) -> SequenceStates {
+        let embedded = self.token_embedding.forward(&batch.tokens).dropout(self.dropout, train);
+        let embedding_dim = embedded.size()[2];
+        let reverse_gather =
+            batch.reverse_index.unsqueeze(-1).expand([batch.batch_size, batch.max_len, embedding_dim], false);
+        let reversed_embedded = embedded.gather(1, &reverse_gather, false);
+        let (forward, _) = self.forward_lstm.seq(&embedded);
+        let (backward_reversed, _) = self.backward_lstm.seq(&reversed_embedded);
+        let hidden = backward_reversed.size()[2];
+        let unreverse_gather =
+            batch.reverse_index.unsqueeze(-1).expand([batch.batch_size, batch.max_len, hidden], false);
+        let backward = backward_reversed.gather(1, &unreverse_gather, false);
+        SequenceStates { forward, backward }
+    }
+
+    pub fn head_logits(&self, batch: &TensorBatch, train: bool) -> HeadLogits {
+        let states = self.sequence_states(batch, train);
+        let both_directions = Tensor::cat(&[&states.forward, &states.backward], 2);
+        let real_positions = batch.mask.unsqueeze(-1);
+        let mean_pooled =
+            both_directions.masked_fill(&real_positions.logical_not(), 0.0).sum_dim_intlist(1, false, Kind::Float)
+                / batch.lengths.unsqueeze(1).to_kind(Kind::Float);
+        let max_pooled = both_directions.masked_fill(&real_positions.logical_not(), f64::NEG_INFINITY).amax(1, false);
+        let (bag_mean, _, _, _) = Tensor::embedding_bag(
+            &self.feature_bag,
+            &batch.feature_ids,
+            &batch.feature_offsets,
+            false,
+            EMBEDDING_BAG_MEAN,
+            false,
+            None::<Tensor>,
+            false,
+        );
+        let pooled = Tensor::cat(&[mean_pooled, max_pooled, bag_mean], 1).dropout(self.dropout, train);
+        HeadLogits { topic: self.topic_head.forward(&pooled), sentiment: self.sentiment_head.forward(&pooled) }
+    }
+}
+
+/// `mode` argument of `torch.embedding_bag`: 0 sum, 1 mean, 2 max.
+const EMBEDDING_BAG_MEAN: i64 = 1;
+
+fn pooled_width(architecture: &Architecture) -> i64 {
+    // mean and max over both directions, plus the n-gram bag.
+    4 * architecture.hidden_size + architecture.feature_dim
+}

@@ -1,0 +1,168 @@
+//! Tests of the network and bundles on small random-initialised models (no data needed).
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::batch::TensorBatch;
+use super::bundle::{self, ModelManifest, SplitRows, TaskReports, TrainingSummary};
+use super::classifier::{Classifier, predict};
+use super::network::{Architecture, Network};
+use crate::text::{EncodedText, EncoderConfig, TextEncoder};
+
+const TEXTS: [&str; 6] = [
+    "Fed raises rates again",
+    "$AAPL beats earnings estimates and lifts guidance for the full year, shares jump 5% after hours",
+    "oil",
+    "央行宣布降准，股市大涨",
+    "Bank shares slide after regulators open an investigation into lending practices https://t.co/abc",
+    "",
+];
+
+fn tiny_encoder() -> TextEncoder {
+    let config = EncoderConfig { feature_buckets: 1024, min_token_count: 1, ..EncoderConfig::default() };
+    TextEncoder::build(config, TEXTS.iter().copied())
+}
+
+fn tiny_architecture(encoder: &TextEncoder) -> Architecture {
+    Architecture {
+        vocab_size: encoder.vocab().len() as i64,
+        embedding_dim: 16,
+        hidden_size: 12,
+        feature_buckets: i64::from(encoder.config().feature_buckets),
+        feature_dim: 8,
+        topic_classes: 4,
+        sentiment_classes: 3,
+        dropout: 0.3,
+    }
+}
+
+fn tiny_network(seed: i64) -> (VarStore, Network, TextEncoder, Architecture) {
+    tch::manual_seed(seed);
+    let encoder = tiny_encoder();
+    let architecture = tiny_architecture(&encoder);
+    let variables = VarStore::new(Device::Cpu);
+    let network = Network::new(&variables.root(), &architecture);
+    (variables, network, encoder, architecture)
+}
+
+fn logits(network: &Network, encoded: &[&EncodedText]) -> (Tensor, Tensor) {
+    let _no_grad = tch::no_grad_guard();
+    let heads = network.head_logits(&TensorBatch::new(encoded), false);
+    (heads.topic, heads.sentiment)
+}
+
+#[test]
+fn a_padded_batch_gives_exactly_what_each_text_gives_alone() {
+    let (_variables, network, encoder, _) = tiny_network(1);
+    let encoded: Vec<EncodedText> = TEXTS.iter().map(|text| encoder.encode(text)).collect();
+    let lengths: Vec<usize> = encoded.iter().map(|text| text.token_ids.len()).collect();
+    assert!(lengths.iter().min() < lengths.iter().max(), "the batch must need padding: {lengths:?}");
+    let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
+    let (batch_topic, batch_sentiment) = logits(&network, &encoded_refs);
+    for (row, text) in encoded.iter().enumerate() {
+        let (alone_topic, alone_sentiment) = logits(&network, &[text]);
+        let topic_error = (batch_topic.get(row as i64) - alone_topic.get(0)).abs().max().double_value(&[]);
+        let sentiment_error = (batch_sentiment.get(row as i64) - alone_sentiment.get(0)).abs().max().double_value(&[]);
+        assert!(topic_error < 1e-5 && sentiment_error < 1e-5, "text {row}: errors {topic_error} / {sentiment_error}");
+    }
+}
+
+#[test]
+fn inference_is_deterministic_because_dropout_is_off() {
+    let (_variables, network, encoder, _) = tiny_network(2);
+    let encoded: Vec<EncodedText> = TEXTS.iter().map(|text| encoder.encode(text)).collect();
+    let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
+    let first = predict(&network, &encoded_refs);
+    let second = predict(&network, &encoded_refs);
+    assert_eq!(first, second);
+    let (training_topic, _) = {
+        let heads = network.head_logits(&TensorBatch::new(&encoded_refs), true);
+        (heads.topic, heads.sentiment)
+    };
+    let (inference_topic, _) = logits(&network, &encoded_refs);
+    assert!(
+        (training_topic - inference_topic).abs().max().double_value(&[]) > 0.0,
+        "dropout 0.3 should change training-mode outputs; if not, the test is not testing anything"
+    );
+}
+
+fn tiny_manifest(architecture: Architecture) -> ModelManifest {
+    let training = TrainingSummary {
+        data_digest: "test".to_string(),
+        data_files: Vec::new(),
+        rows: SplitRows::default(),
+        seed: 0,
+        pretrain_epochs: 0,
+        epochs_run: 0,
+        best_epoch: 0,
+        elapsed_seconds: 0.0,
+        history: Vec::new(),
+        options: serde_json::Value::Null,
+    };
+    let topic_labels = (0..architecture.topic_classes).map(|index| format!("topic {index}")).collect();
+    ModelManifest::new(architecture, topic_labels, training, TaskReports::default(), TaskReports::default())
+}
+
+/// Weights are stored as float16; round the in-memory model the same way so the comparison
+/// after loading can be exact.
+fn round_weights_to_half(variables: &VarStore) {
+    tch::no_grad(|| {
+        for (_, mut variable) in variables.variables() {
+            let rounded = variable.to_kind(Kind::Half).to_kind(Kind::Float);
+            variable.copy_(&rounded);
+        }
+    });
+}
+
+#[test]
+fn a_saved_bundle_loads_and_predicts_the_same() {
+    let (variables, network, encoder, architecture) = tiny_network(3);
+    round_weights_to_half(&variables);
+    let directory = tempfile::tempdir().unwrap();
+    let manifest = bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture)).unwrap();
+    assert!(!manifest.version.is_empty());
+
+    let classifier = Classifier::load(directory.path()).unwrap();
+    assert_eq!(classifier.version(), manifest.version);
+    let encoded: Vec<EncodedText> = TEXTS.iter().map(|text| encoder.encode(text)).collect();
+    let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
+    let expected = predict(&network, &encoded_refs);
+    let loaded = classifier.classify(&TEXTS);
+    for (row, (expected, loaded)) in expected.iter().zip(&loaded).enumerate() {
+        assert_eq!(expected.topic_index, loaded.topic_index, "row {row}");
+        assert!((expected.topic_probability - loaded.topic_probability).abs() < 1e-6, "row {row}");
+        assert!((expected.sentiment.negative - loaded.sentiment.negative).abs() < 1e-6, "row {row}");
+    }
+}
+
+#[test]
+fn a_bundle_with_truncated_weights_is_rejected() {
+    let (variables, _network, encoder, architecture) = tiny_network(4);
+    let directory = tempfile::tempdir().unwrap();
+    bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture)).unwrap();
+    let weights_path = directory.path().join(bundle::WEIGHTS_FILE);
+    let weights = std::fs::read(&weights_path).unwrap();
+    std::fs::write(&weights_path, &weights[..weights.len() / 2]).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("truncated weights must not load");
+    assert!(format!("{error:#}").contains("weights"), "{error:#}");
+}
+
+#[test]
+fn a_bundle_whose_manifest_disagrees_with_its_weights_is_rejected() {
+    let (variables, _network, encoder, architecture) = tiny_network(5);
+    let directory = tempfile::tempdir().unwrap();
+    bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture.clone())).unwrap();
+    let manifest_path = directory.path().join(bundle::MANIFEST_FILE);
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["architecture"]["hidden_size"] = serde_json::json!(architecture.hidden_size + 1);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("mismatched shapes must not load");
+    assert!(format!("{error:#}").contains("shape"), "{error:#}");
+
+    manifest["architecture"]["hidden_size"] = serde_json::json!(architecture.hidden_size);
+    manifest["topic_labels"] = serde_json::json!(["only one"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("label count must match the head");
+    assert!(format!("{error:#}").contains("topic labels"), "{error:#}");
+}

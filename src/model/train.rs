@@ -1,0 +1,459 @@
+//! Training: optional bidirectional language-model pretraining of the embedding and LSTMs,
+//! then multi-task fine-tuning of both heads with a masked loss (each text trains the head its
+//! label belongs to), class weighting, dropout, gradient clipping and early stopping on
+//! validation macro-F1. Deterministic for a given seed and thread count.
+
+use std::time::Instant;
+
+use anyhow::ensure;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, OptimizerConfig, VarStore};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::batch::{IGNORED_TARGET, TensorBatch, language_model_targets};
+use super::bundle::{
+    EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
+};
+use super::classifier::predict;
+use super::network::{Architecture, Network};
+use crate::evaluation::{ConfusionMatrix, EvaluationReport};
+use crate::text::{EncodedText, EncoderConfig, TextEncoder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassWeighting {
+    /// Every class weighs the same.
+    None,
+    /// Weight 1/sqrt(class frequency): lifts rare classes without letting them dominate.
+    Sqrt,
+    /// Weight 1/class frequency (scikit-learn's "balanced").
+    Balanced,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingOptions {
+    pub epochs: usize,
+    pub patience: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub gradient_clip_norm: f64,
+    pub class_weighting: ClassWeighting,
+    pub pretrain_epochs: usize,
+    pub pretrain_learning_rate: f64,
+    pub language_model_vocab: i64,
+    pub embedding_dim: i64,
+    pub hidden_size: i64,
+    pub feature_dim: i64,
+    pub dropout: f64,
+    pub encoder: EncoderConfig,
+    pub seed: u64,
+    pub show_progress: bool,
+}
+
+/// One labelled (or unlabelled) text, already split and with labels as class indices.
+pub struct TrainingExample {
+    pub text: String,
+    pub topic: Option<usize>,
+    pub sentiment: Option<usize>,
+}
+
+pub struct TrainingSet {
+    pub topic_labels: Vec<String>,
+    pub train: Vec<TrainingExample>,
+    pub validation: Vec<TrainingExample>,
+    pub test: Vec<TrainingExample>,
+    pub data_digest: String,
+    pub data_files: Vec<String>,
+}
+
+pub struct TrainedModel {
+    pub variables: VarStore,
+    pub encoder: TextEncoder,
+    pub manifest: ModelManifest,
+}
+
+struct EncodedExample {
+    encoded: EncodedText,
+    topic: Option<usize>,
+    sentiment: Option<usize>,
+}
+
+pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::Result<TrainedModel> {
+    let started = Instant::now();
+    ensure!(!training_set.topic_labels.is_empty(), "no topic labels in the training split: a bundle needs both heads");
+    ensure!(options.batch_size >= 1, "batch size must be at least 1");
+    tch::manual_seed(options.seed as i64);
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(options.seed);
+
+    let encoder =
+        TextEncoder::build(options.encoder.clone(), training_set.train.iter().map(|example| example.text.as_str()));
+    let encode_all = |examples: &[TrainingExample]| -> Vec<EncodedExample> {
+        examples
+            .iter()
+            .map(|example| EncodedExample {
+                encoded: encoder.encode(&example.text),
+                topic: example.topic,
+                sentiment: example.sentiment,
+            })
+            .collect()
+    };
+    let train_examples = encode_all(&training_set.train);
+    let validation_examples = encode_all(&training_set.validation);
+    let test_examples = encode_all(&training_set.test);
+    let rows = split_rows(&train_examples, &validation_examples, &test_examples);
+    ensure!(rows.train_sentiment > 0, "no sentiment labels in the training split: a bundle needs both heads");
+
+    let architecture = Architecture {
+        vocab_size: encoder.vocab().len() as i64,
+        embedding_dim: options.embedding_dim,
+        hidden_size: options.hidden_size,
+        feature_buckets: i64::from(encoder.config().feature_buckets),
+        feature_dim: options.feature_dim,
+        topic_classes: training_set.topic_labels.len() as i64,
+        sentiment_classes: SENTIMENT_LABELS.len() as i64,
+        dropout: options.dropout,
+    };
+    let variables = VarStore::new(Device::Cpu);
+    let network = Network::new(&variables.root(), &architecture);
+
+    let mut history = Vec::new();
+    if options.pretrain_epochs > 0 {
+        pretrain_language_model(&variables, &network, &train_examples, options, &mut shuffle_rng, &mut history)?;
+    }
+
+    let topic_weights = class_weights(
+        train_examples.iter().filter_map(|example| example.topic),
+        training_set.topic_labels.len(),
+        options.class_weighting,
+    );
+    let sentiment_weights = class_weights(
+        train_examples.iter().filter_map(|example| example.sentiment),
+        SENTIMENT_LABELS.len(),
+        options.class_weighting,
+    );
+    let mut optimizer =
+        nn::AdamW { wd: options.weight_decay, ..Default::default() }.build(&variables, options.learning_rate)?;
+    let labelled: Vec<usize> = (0..train_examples.len())
+        .filter(|&index| train_examples[index].topic.is_some() || train_examples[index].sentiment.is_some())
+        .collect();
+
+    let mut best = BestEpoch { score: f64::NEG_INFINITY, epoch: 0, weights: Vec::new() };
+    let mut learning_rate = options.learning_rate;
+    let mut epochs_without_improvement = 0;
+    let mut epochs_run = 0;
+    for epoch in 1..=options.epochs {
+        epochs_run = epoch;
+        let mut order = labelled.clone();
+        order.shuffle(&mut shuffle_rng);
+        let progress = epoch_progress_bar(options, order.len(), &format!("epoch {epoch}/{}", options.epochs));
+        let mut running_loss = RunningMean::default();
+        for chunk in order.chunks(options.batch_size) {
+            let batch_examples: Vec<&EncodedExample> = chunk.iter().map(|&index| &train_examples[index]).collect();
+            let loss = multi_task_loss(&network, &batch_examples, &topic_weights, &sentiment_weights);
+            optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
+            running_loss.add(loss.double_value(&[]), chunk.len());
+            progress.inc(chunk.len() as u64);
+            progress.set_message(format!("loss {:.4}", running_loss.mean()));
+        }
+        progress.finish_and_clear();
+        let validation = evaluate_examples(&network, &validation_examples, &training_set.topic_labels);
+        let score = validation_score(&validation);
+        let improved = score > best.score;
+        history.push(EpochRecord {
+            phase: "fine-tune".to_string(),
+            epoch,
+            train_loss: running_loss.mean(),
+            validation_score: Some(score),
+        });
+        eprintln!(
+            "epoch {epoch:>2}: train loss {:.4}  validation topic acc {} macro-F1 {}  sentiment acc {} macro-F1 {}  lr {learning_rate:.1e}{}",
+            running_loss.mean(),
+            format_metric(validation.topic.as_ref().map(|report| report.accuracy)),
+            format_metric(validation.topic.as_ref().map(|report| report.macro_f1)),
+            format_metric(validation.sentiment.as_ref().map(|report| report.accuracy)),
+            format_metric(validation.sentiment.as_ref().map(|report| report.macro_f1)),
+            if improved { "  (best)" } else { "" }
+        );
+        if improved {
+            best = BestEpoch { score, epoch, weights: snapshot(&variables) };
+            epochs_without_improvement = 0;
+        } else {
+            epochs_without_improvement += 1;
+            if epochs_without_improvement >= options.patience {
+                eprintln!(
+                    "early stop: no validation improvement for {} epochs; keeping epoch {}",
+                    options.patience, best.epoch
+                );
+                break;
+            }
+            // Halving on a plateau: the first non-improving epoch usually means the step is too big.
+            learning_rate /= 2.0;
+            optimizer.set_lr(learning_rate);
+        }
+    }
+    restore(&variables, &best.weights);
+
+    let validation = evaluate_examples(&network, &validation_examples, &training_set.topic_labels);
+    let test = evaluate_examples(&network, &test_examples, &training_set.topic_labels);
+    let training = TrainingSummary {
+        data_digest: training_set.data_digest.clone(),
+        data_files: training_set.data_files.clone(),
+        rows,
+        seed: options.seed,
+        pretrain_epochs: options.pretrain_epochs,
+        epochs_run,
+        best_epoch: best.epoch,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        history,
+        options: serde_json::to_value(options)?,
+    };
+    let manifest = ModelManifest::new(architecture, training_set.topic_labels.clone(), training, validation, test);
+    Ok(TrainedModel { variables, encoder, manifest })
+}
+
+/// Pretrains embedding + LSTMs as two language models: the forward LSTM predicts the next
+/// token, the backward LSTM the previous one. Uses only training-split texts (labelled or
+/// not), so validation and test texts stay unseen.
+fn pretrain_language_model(
+    variables: &VarStore,
+    network: &Network,
+    train_examples: &[EncodedExample],
+    options: &TrainingOptions,
+    shuffle_rng: &mut ChaCha8Rng,
+    history: &mut Vec<EpochRecord>,
+) -> anyhow::Result<()> {
+    let output_vocab = options.language_model_vocab.min(network_vocab_size(variables));
+    let decoder_root = variables.root() / TRAINING_ONLY_PREFIX;
+    let forward_decoder = nn::linear(&decoder_root / "forward", options.hidden_size, output_vocab, Default::default());
+    let backward_decoder =
+        nn::linear(&decoder_root / "backward", options.hidden_size, output_vocab, Default::default());
+    let mut optimizer = nn::Adam::default().build(variables, options.pretrain_learning_rate)?;
+    let mut order: Vec<usize> = (0..train_examples.len()).collect();
+    for epoch in 1..=options.pretrain_epochs {
+        order.shuffle(shuffle_rng);
+        let progress =
+            epoch_progress_bar(options, order.len(), &format!("pretrain {epoch}/{}", options.pretrain_epochs));
+        let mut running_loss = RunningMean::default();
+        for chunk in order.chunks(options.batch_size) {
+            let encoded: Vec<&EncodedText> = chunk.iter().map(|&index| &train_examples[index].encoded).collect();
+            let batch = TensorBatch::new(&encoded);
+            let (next_tokens, previous_tokens) = language_model_targets(&encoded, output_vocab);
+            let states = network.sequence_states(&batch, true);
+            let forward_loss = token_loss(&forward_decoder.forward(&states.forward), &next_tokens, output_vocab);
+            let backward_loss = token_loss(&backward_decoder.forward(&states.backward), &previous_tokens, output_vocab);
+            let loss = (forward_loss + backward_loss) / 2.0;
+            optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
+            running_loss.add(loss.double_value(&[]), chunk.len());
+            progress.inc(chunk.len() as u64);
+            progress.set_message(format!("lm loss {:.3}", running_loss.mean()));
+        }
+        progress.finish_and_clear();
+        history.push(EpochRecord {
+            phase: "pretrain".to_string(),
+            epoch,
+            train_loss: running_loss.mean(),
+            validation_score: None,
+        });
+        eprintln!(
+            "pretrain {epoch:>2}: language-model loss {:.4} (perplexity {:.1})",
+            running_loss.mean(),
+            running_loss.mean().exp()
+        );
+    }
+    Ok(())
+}
+
+fn network_vocab_size(variables: &VarStore) -> i64 {
+    variables.variables().get("token_embedding.weight").map_or(0, |weight| weight.size()[0])
+}
+
+fn token_loss(logits: &Tensor, targets: &Tensor, output_vocab: i64) -> Tensor {
+    logits.view([-1, output_vocab]).cross_entropy_loss(
+        &targets.view([-1]),
+        None::<Tensor>,
+        Reduction::Mean,
+        IGNORED_TARGET,
+        0.0,
+    )
+}
+
+/// Each head's class-weighted cross-entropy over the rows that carry its label, weighted by
+/// the share of the batch those rows are, so the loss scale does not depend on the task mix.
+fn multi_task_loss(
+    network: &Network,
+    batch_examples: &[&EncodedExample],
+    topic_weights: &Tensor,
+    sentiment_weights: &Tensor,
+) -> Tensor {
+    let encoded: Vec<&EncodedText> = batch_examples.iter().map(|example| &example.encoded).collect();
+    let batch = TensorBatch::new(&encoded);
+    let logits = network.head_logits(&batch, true);
+    let batch_size = batch_examples.len() as f64;
+    let head_loss = |head_logits: &Tensor, labels: Vec<(usize, usize)>, weights: &Tensor| -> Option<Tensor> {
+        if labels.is_empty() {
+            return None;
+        }
+        let rows: Vec<i64> = labels.iter().map(|&(row, _)| row as i64).collect();
+        let targets: Vec<i64> = labels.iter().map(|&(_, class)| class as i64).collect();
+        let selected = head_logits.index_select(0, &Tensor::from_slice(&rows));
+        let loss = selected.cross_entropy_loss(
+            &Tensor::from_slice(&targets),
+            Some(weights),
+            Reduction::Mean,
+            IGNORED_TARGET,
+            0.0,
+        );
+        Some(loss * (labels.len() as f64 / batch_size))
+    };
+    let topic_labels = batch_examples
+        .iter()
+        .enumerate()
+        .filter_map(|(row, example)| example.topic.map(|class| (row, class)))
+        .collect();
+    let sentiment_labels = batch_examples
+        .iter()
+        .enumerate()
+        .filter_map(|(row, example)| example.sentiment.map(|class| (row, class)))
+        .collect();
+    let losses: Vec<Tensor> = [
+        head_loss(&logits.topic, topic_labels, topic_weights),
+        head_loss(&logits.sentiment, sentiment_labels, sentiment_weights),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Tensor::stack(&losses, 0).sum(Kind::Float)
+}
+
+fn class_weights(labels: impl Iterator<Item = usize>, class_count: usize, weighting: ClassWeighting) -> Tensor {
+    let mut counts = vec![0usize; class_count];
+    for label in labels {
+        counts[label] += 1;
+    }
+    let total: usize = counts.iter().sum();
+    let weights: Vec<f32> = counts
+        .iter()
+        .map(|&count| {
+            // A class absent from training gets weight 1: it has no rows, the value never matters.
+            let frequency = if count == 0 { 1.0 } else { count as f64 * class_count as f64 / total as f64 };
+            (match weighting {
+                ClassWeighting::None => 1.0,
+                ClassWeighting::Sqrt => 1.0 / frequency.sqrt(),
+                ClassWeighting::Balanced => 1.0 / frequency,
+            }) as f32
+        })
+        .collect();
+    Tensor::from_slice(&weights)
+}
+
+/// Batch size for evaluation passes: large batches are fastest and memory is no concern.
+const EVALUATION_BATCH_SIZE: usize = 256;
+
+fn evaluate_examples(network: &Network, examples: &[EncodedExample], topic_labels: &[String]) -> TaskReports {
+    let mut topic_matrix = ConfusionMatrix::new(topic_labels.to_vec());
+    let mut sentiment_matrix = ConfusionMatrix::new(SENTIMENT_LABELS.iter().map(|label| label.to_string()).collect());
+    for chunk in examples.chunks(EVALUATION_BATCH_SIZE) {
+        let encoded: Vec<&EncodedText> = chunk.iter().map(|example| &example.encoded).collect();
+        for (example, prediction) in chunk.iter().zip(predict(network, &encoded)) {
+            if let Some(topic) = example.topic {
+                topic_matrix.record(topic, prediction.topic_index);
+            }
+            if let Some(sentiment) = example.sentiment {
+                let predicted =
+                    SENTIMENT_LABELS.iter().position(|label| *label == prediction.sentiment.label()).unwrap_or(0);
+                sentiment_matrix.record(sentiment, predicted);
+            }
+        }
+    }
+    let report_if_any = |matrix: &ConfusionMatrix, task: &str| (matrix.total() > 0).then(|| matrix.report(task));
+    TaskReports {
+        topic: report_if_any(&topic_matrix, "topic"),
+        sentiment: report_if_any(&sentiment_matrix, "sentiment"),
+    }
+}
+
+/// Early stopping watches the mean of the heads' validation macro-F1: one bundle serves both.
+fn validation_score(reports: &TaskReports) -> f64 {
+    let scores: Vec<f64> = [&reports.topic, &reports.sentiment]
+        .into_iter()
+        .flatten()
+        .map(|report: &EvaluationReport| report.macro_f1)
+        .collect();
+    if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 }
+}
+
+struct BestEpoch {
+    score: f64,
+    epoch: usize,
+    weights: Vec<(String, Tensor)>,
+}
+
+fn snapshot(variables: &VarStore) -> Vec<(String, Tensor)> {
+    tch::no_grad(|| variables.variables().into_iter().map(|(name, tensor)| (name, tensor.copy())).collect())
+}
+
+fn restore(variables: &VarStore, weights: &[(String, Tensor)]) {
+    let mut current = variables.variables();
+    tch::no_grad(|| {
+        for (name, saved) in weights {
+            if let Some(variable) = current.get_mut(name) {
+                variable.copy_(saved);
+            }
+        }
+    });
+}
+
+fn split_rows(train: &[EncodedExample], validation: &[EncodedExample], test: &[EncodedExample]) -> SplitRows {
+    let count = |examples: &[EncodedExample], select: fn(&EncodedExample) -> bool| {
+        examples.iter().filter(|example| select(example)).count()
+    };
+    SplitRows {
+        train_topic: count(train, |example| example.topic.is_some()),
+        train_sentiment: count(train, |example| example.sentiment.is_some()),
+        train_unlabelled: count(train, |example| example.topic.is_none() && example.sentiment.is_none()),
+        validation_topic: count(validation, |example| example.topic.is_some()),
+        validation_sentiment: count(validation, |example| example.sentiment.is_some()),
+        test_topic: count(test, |example| example.topic.is_some()),
+        test_sentiment: count(test, |example| example.sentiment.is_some()),
+    }
+}
+
+fn epoch_progress_bar(options: &TrainingOptions, length: usize, prefix: &str) -> ProgressBar {
+    if !options.show_progress {
+        return ProgressBar::hidden();
+    }
+    let progress = ProgressBar::new(length as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} texts  {per_sec}  eta {eta}  {msg}")
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(prefix.to_string());
+    progress
+}
+
+fn format_metric(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_string(), |value| format!("{value:.4}"))
+}
+
+#[derive(Default)]
+struct RunningMean {
+    weighted_sum: f64,
+    weight: usize,
+}
+
+impl RunningMean {
+    fn add(&mut self, value: f64, weight: usize) {
+        self.weighted_sum += value * weight as f64;
+        self.weight += weight;
+    }
+
+    fn mean(&self) -> f64 {
+        if self.weight == 0 { 0.0 } else { self.weighted_sum / self.weight as f64 }
+    }
+}
