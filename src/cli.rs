@@ -1,0 +1,195 @@
+//! Command-line interface: every subcommand, its options, defaults and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::dataset::Task;
+use crate::model::train::ClassWeighting;
+
+/// Where the shipped model lives relative to the working directory (a checkout or an install
+/// prefix); override with --model or SENTMON_MODEL.
+pub const DEFAULT_MODEL_DIR: &str = "models/default";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentmon",
+    version,
+    about = "Financial public-opinion monitor: tags news and comments with a topic and a sentiment using an LSTM, and raises negative-spike alerts",
+    long_about = None,
+    after_help = "Examples:\n  sentmon classify examples/headlines.txt\n  sentmon train --data ../shared/data/en --out models/candidate --pretrain-epochs 2\n  sentmon eval --model models/candidate --data held-out.jsonl --task sentiment --json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "sentmon=debug"); RUST_LOG also works.
+    #[arg(long, global = true, default_value = "info", env = "SENTMON_LOG")]
+    pub log_level: String,
+    /// Log format: human-readable text, or one JSON object per line for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a topic + sentiment model bundle from labelled archives.
+    Train(TrainArgs),
+    /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
+    Eval(EvalArgs),
+    /// Classify texts (JSONL with a "text" field, or plain lines) and print one JSON line per input.
+    Classify(ClassifyArgs),
+    /// Write the train/validation/test split that `train` uses, for comparing outside baselines.
+    Split(SplitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Labelled files or directories (JSONL/NDJSON, CSV, TSV; each may be .gz). Directories are read recursively.
+    #[arg(long = "data", required = true, num_args = 1.., value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Column (or JSON field) holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Column holding the topic label.
+    #[arg(long, default_value = "topic")]
+    pub topic_column: String,
+    /// Column holding the sentiment label (negative, neutral or positive; case-insensitive).
+    #[arg(long, default_value = "sentiment")]
+    pub sentiment_column: String,
+    /// Stop at the first bad row instead of reporting and skipping bad rows.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SplitFractionArgs {
+    /// Share of texts held out for validation (early stopping), chosen by a hash of the normalised text.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// Share of texts held out for the final test figures, never used for any training decision.
+    #[arg(long, default_value_t = 0.1)]
+    pub test_fraction: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub split: SplitFractionArgs,
+    /// Directory to write the bundle to (model.json, tokenizer.json, weights.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Maximum fine-tuning epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation macro-F1.
+    #[arg(long, default_value_t = 4)]
+    pub patience: usize,
+    /// Language-model pretraining epochs over all training-split texts before fine-tuning (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub pretrain_epochs: usize,
+    /// Texts per training step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// AdamW learning rate for fine-tuning (halved on each epoch without improvement).
+    #[arg(long, default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Adam learning rate for language-model pretraining.
+    #[arg(long, default_value_t = 2e-3)]
+    pub pretrain_learning_rate: f64,
+    /// Most frequent tokens the pretraining language model predicts (rarer ones count as unknown).
+    #[arg(long, default_value_t = 4000)]
+    pub language_model_vocab: i64,
+    /// Gradients are rescaled so their global L2 norm is at most this.
+    #[arg(long, default_value_t = 1.0)]
+    pub gradient_clip_norm: f64,
+    /// How the loss weighs classes against their frequency.
+    #[arg(long, value_enum, default_value_t = ClassWeighting::Sqrt)]
+    pub class_weighting: ClassWeighting,
+    /// Token embedding width.
+    #[arg(long, default_value_t = 64)]
+    pub embedding_dim: i64,
+    /// LSTM hidden size per direction.
+    #[arg(long, default_value_t = 128)]
+    pub hidden_size: i64,
+    /// Width of the hashed word/character n-gram bag embedding.
+    #[arg(long, default_value_t = 32)]
+    pub feature_dim: i64,
+    /// Hash buckets of the n-gram bag.
+    #[arg(long, default_value_t = 1 << 16)]
+    pub feature_buckets: u32,
+    /// Longest text in tokens; longer texts keep their first tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_vocab_size: usize,
+    /// A token enters the vocabulary when it occurs at least this often in the training split.
+    #[arg(long, default_value_t = 2)]
+    pub min_token_count: usize,
+    /// Dropout on embeddings and the pooled representation while training.
+    #[arg(long, default_value_t = 0.3)]
+    pub dropout: f64,
+    /// Seed for initialisation, shuffling and dropout: the same seed and data give the same model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// libtorch compute threads for training (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model bundle directory.
+    #[arg(long, default_value = DEFAULT_MODEL_DIR, env = "SENTMON_MODEL")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Evaluate one head only: topic or sentiment (default: every head whose labels the data has).
+    #[arg(long, value_parser = parse_task)]
+    pub task: Option<Task>,
+    /// Print the report as one JSON object per task on the last line(s) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Model bundle directory.
+    #[arg(long, default_value = DEFAULT_MODEL_DIR, env = "SENTMON_MODEL")]
+    pub model: PathBuf,
+    /// Input file ("-" or nothing: standard input). Each line is a JSON object with a "text" field, or plain text.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub input: PathBuf,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub split: SplitFractionArgs,
+    /// Directory to write train.jsonl, validation.jsonl and test.jsonl to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn parse_task(value: &str) -> Result<Task, String> {
+    value.parse::<Task>().map_err(|error| error.to_string())
+}

@@ -1,0 +1,132 @@
+//! `sentmon train`: labelled archives -> split -> training -> model bundle.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, bail};
+
+use crate::cli::TrainArgs;
+use crate::dataset::{self, LabelledText, Split};
+use crate::model::train::{TrainingExample, TrainingOptions, TrainingSet};
+use crate::model::{self, SENTIMENT_LABELS, TaskReports};
+use crate::text::EncoderConfig;
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    model::set_compute_threads(threads);
+    let corpus = super::load_corpus(&args.data)?;
+    let fractions = super::split_fractions(&args.split);
+    let training_set = build_training_set(corpus.examples, fractions, corpus.digest, &corpus.files)?;
+    eprintln!(
+        "training on {} texts ({} topic classes), validating on {}, testing on {}; {} threads",
+        training_set.train.len(),
+        training_set.topic_labels.len(),
+        training_set.validation.len(),
+        training_set.test.len(),
+        threads
+    );
+    let options = training_options(args);
+    let trained = model::train::train(&training_set, &options)?;
+    let manifest = model::save_trained(trained, &args.out)
+        .with_context(|| format!("failed to save the bundle to {}", args.out.display()))?;
+    eprintln!("wrote model {} to {}", manifest.version, args.out.display());
+    print_reports("validation", &manifest.validation);
+    print_reports("test", &manifest.test);
+    Ok(())
+}
+
+fn training_options(args: &TrainArgs) -> TrainingOptions {
+    TrainingOptions {
+        epochs: args.epochs,
+        patience: args.patience,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        gradient_clip_norm: args.gradient_clip_norm,
+        class_weighting: args.class_weighting,
+        pretrain_epochs: args.pretrain_epochs,
+        pretrain_learning_rate: args.pretrain_learning_rate,
+        language_model_vocab: args.language_model_vocab,
+        embedding_dim: args.embedding_dim,
+        hidden_size: args.hidden_size,
+        feature_dim: args.feature_dim,
+        dropout: args.dropout,
+        encoder: EncoderConfig {
+            max_tokens: args.max_tokens,
+            feature_buckets: args.feature_buckets,
+            max_vocab_size: args.max_vocab_size,
+            min_token_count: args.min_token_count,
+            ..EncoderConfig::default()
+        },
+        seed: args.seed,
+        show_progress: true,
+    }
+}
+
+fn build_training_set(
+    examples: Vec<LabelledText>,
+    fractions: dataset::SplitFractions,
+    data_digest: String,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<TrainingSet> {
+    let mut train = Vec::new();
+    let mut validation = Vec::new();
+    let mut test = Vec::new();
+    for example in examples {
+        match dataset::assign_split(&example.text, fractions) {
+            Split::Train => train.push(example),
+            Split::Validation => validation.push(example),
+            Split::Test => test.push(example),
+        }
+    }
+    // Topic classes are those seen in training, in a stable (sorted) order.
+    let topic_labels: Vec<String> =
+        train.iter().filter_map(|example| example.topic.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    if topic_labels.is_empty() {
+        bail!("the training split has no topic labels; give files with a topic column (see --topic-column)");
+    }
+    let mut unseen_topic_rows = 0;
+    let mut to_training_examples = |examples: Vec<LabelledText>| -> Vec<TrainingExample> {
+        examples
+            .into_iter()
+            .map(|example| {
+                let topic = example.topic.as_ref().and_then(|label| {
+                    let index = topic_labels.iter().position(|known| known == label);
+                    if index.is_none() {
+                        unseen_topic_rows += 1;
+                    }
+                    index
+                });
+                let sentiment = example
+                    .sentiment
+                    .as_ref()
+                    .and_then(|label| SENTIMENT_LABELS.iter().position(|known| known == label));
+                TrainingExample { text: example.text, topic, sentiment }
+            })
+            .collect()
+    };
+    let train = to_training_examples(train);
+    let validation = to_training_examples(validation);
+    let test = to_training_examples(test);
+    if unseen_topic_rows > 0 {
+        eprintln!(
+            "{unseen_topic_rows} held-out rows have a topic that no training row has; their topic label is ignored"
+        );
+    }
+    Ok(TrainingSet {
+        topic_labels,
+        train,
+        validation,
+        test,
+        data_digest,
+        data_files: files.iter().map(|path| path.display().to_string()).collect(),
+    })
+}
+
+fn print_reports(split_name: &str, reports: &TaskReports) {
+    for report in [&reports.topic, &reports.sentiment].into_iter().flatten() {
+        eprintln!(
+            "{split_name} {}: n {} accuracy {:.4} macro-F1 {:.4}",
+            report.task, report.n, report.accuracy, report.macro_f1
+        );
+    }
+}
