@@ -1,0 +1,3 @@
+//! The message path between ingest and output: decoding, micro-batching, record encoding.
+
+pub mod batcher;
