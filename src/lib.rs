@@ -4,9 +4,13 @@
 //! tokenisation), `dataset` (labelled archives and the train/validation/test split),
 //! `evaluation` (pure metrics), `model` (the only module that sees tch).
 
+pub mod alert;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod dataset;
 pub mod evaluation;
 pub mod model;
+pub mod pipeline;
 pub mod text;
+pub mod window;
