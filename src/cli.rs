@@ -38,6 +38,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: consume Kafka, classify, emit enriched records and alerts, serve /metrics.
+    Run(RunArgs),
+    /// Zero-setup demo: an embedded broker, a generated headline stream with a negative spike, the full pipeline.
+    Demo(DemoArgs),
+    /// Validate a config file (every problem at once) and print the effective config, secrets redacted.
+    CheckConfig(CheckConfigArgs),
+    /// Host an embedded Kafka-protocol broker (librdkafka's mock cluster) for other processes.
+    Broker(BrokerArgs),
+    /// Replay a JSONL archive into a Kafka topic at a given rate.
+    Replay(ReplayArgs),
     /// Train a topic + sentiment model bundle from labelled archives.
     Train(TrainArgs),
     /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
@@ -102,7 +112,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2e-3)]
     pub learning_rate: f64,
     /// AdamW decoupled weight decay.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-2)]
     pub weight_decay: f64,
     /// Adam learning rate for language-model pretraining.
     #[arg(long, default_value_t = 2e-3)]
@@ -138,8 +148,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub min_token_count: usize,
     /// Dropout on embeddings and the pooled representation while training.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
+    /// Share of tokens replaced by <unk> while training (word dropout).
+    #[arg(long, default_value_t = 0.1)]
+    pub token_dropout: f64,
     /// Seed for initialisation, shuffling and dropout: the same seed and data give the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -192,4 +205,78 @@ pub struct SplitArgs {
 
 fn parse_task(value: &str) -> Result<Task, String> {
     value.parse::<Task>().map_err(|error| error.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; SENTMON__SECTION__KEY environment variables override it.
+    #[arg(long, short, value_name = "FILE", env = "SENTMON_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// TOML config file to validate (environment overrides apply, as for `run`).
+    #[arg(value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Model bundle directory.
+    #[arg(long, default_value = DEFAULT_MODEL_DIR, env = "SENTMON_MODEL")]
+    pub model: PathBuf,
+    /// Address to serve /metrics, /healthz and /readyz on.
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    pub http_listen: String,
+    /// Generated messages per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds after start when the negative spike begins.
+    #[arg(long, default_value_t = 30)]
+    pub spike_after: u64,
+    /// Seconds the spike lasts.
+    #[arg(long, default_value_t = 90)]
+    pub spike_duration: u64,
+    /// Topic that gets the negative spike (one of the model's topics).
+    #[arg(long, default_value = "Fed | Central Banks")]
+    pub spike_topic: String,
+    /// Seed of the generated stream.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Partitions of each topic the broker creates (auto-created topics get this many too).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Topics to create up front.
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Write the bootstrap address to this file once the broker is up (for scripts and tests).
+    #[arg(long, value_name = "FILE")]
+    pub address_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// JSONL archive to replay (one message per line, sent as-is; .gz accepted).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Topic to produce to.
+    #[arg(long)]
+    pub topic: String,
+    /// Messages per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Bootstrap servers, e.g. localhost:9092.
+    #[arg(long, env = "SENTMON_BROKERS")]
+    pub brokers: String,
+    /// JSON field whose value becomes the Kafka message key (default: no key).
+    #[arg(long)]
+    pub key_field: Option<String>,
 }

@@ -316,6 +316,17 @@ impl Default for WindowsConfig {
 
 impl WindowsConfig {
     /// `bucket_width_secs` as a duration.
+    /// The settings the window store takes (event time in milliseconds).
+    pub fn to_window_config(&self) -> crate::window::WindowConfig {
+        crate::window::WindowConfig {
+            bucket_width_ms: self.bucket_width_ms(),
+            view_widths_ms: self.view_widths_ms(),
+            allowed_lateness_ms: self.allowed_lateness_ms(),
+            idle_close_delay_ms: self.idle_close_delay().as_millis() as i64,
+            examples_per_bucket: self.examples_per_bucket,
+        }
+    }
+
     pub fn bucket_width(&self) -> Duration {
         Duration::from_secs(self.bucket_width_secs)
     }
@@ -407,6 +418,23 @@ impl Default for DetectorConfig {
 
 impl DetectorConfig {
     /// `view_width_secs` as a duration.
+    /// The settings the spike detector takes (event time in milliseconds).
+    pub fn to_detector_config(&self) -> crate::alert::DetectorConfig {
+        crate::alert::DetectorConfig {
+            view_width_ms: self.view_width_ms(),
+            z_threshold: self.z_threshold,
+            resolve_z_threshold: self.resolve_z_threshold,
+            min_volume: self.min_volume,
+            wilson_floor: self.wilson_floor,
+            wilson_z: self.wilson_z,
+            baseline_alpha: self.baseline_alpha,
+            warmup_buckets: self.warmup_buckets,
+            resolve_after_buckets: u32::try_from(self.resolve_after_buckets).unwrap_or(u32::MAX),
+            cooldown_ms: self.cooldown_ms(),
+            examples: self.examples,
+        }
+    }
+
     pub fn view_width(&self) -> Duration {
         Duration::from_secs(self.view_width_secs)
     }

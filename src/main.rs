@@ -8,8 +8,16 @@ use sentmon::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    // `run` takes its logging settings from its config file ([log]); everything else from flags.
+    if !matches!(cli.command, Command::Run(_)) {
+        sentmon::logging::init(&cli.log_level, cli.log_format == LogFormat::Json);
+    }
     let result = match cli.command {
+        Command::Run(args) => commands::run::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
+        Command::CheckConfig(args) => commands::check_config::run(&args),
+        Command::Broker(args) => commands::broker::run(&args),
+        Command::Replay(args) => commands::replay::run(&args),
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Classify(args) => commands::classify::run(&args),
@@ -20,18 +28,10 @@ fn main() -> ExitCode {
         Err(error) => {
             // `{:#}` prints the whole context chain on one line: "failed to X: because Y".
             eprintln!("error: {error:#}");
+            if error.downcast_ref::<sentmon::config::ConfigError>().is_some() {
+                return ExitCode::from(sentmon::config::EXIT_CODE_BAD_CONFIG);
+            }
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let env_filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

@@ -6,6 +6,7 @@ pub mod bundle;
 mod classifier;
 mod network;
 pub mod train;
+pub mod worker;
 
 pub use bundle::{ModelManifest, SENTIMENT_LABELS, TaskReports};
 pub use classifier::{Classifier, Prediction, SentimentProbabilities};

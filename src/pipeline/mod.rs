@@ -1,3 +1,6 @@
 //! The message path between ingest and output: decoding, micro-batching, record encoding.
 
 pub mod batcher;
+pub mod decode;
+pub mod offsets;
+pub mod record;

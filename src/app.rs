@@ -1,0 +1,537 @@
+//! Wiring of the daemon: consumer -> decode -> micro-batcher -> inference workers -> emit
+//! (record acknowledged, counted in the windows, offset released) -> windows -> detector ->
+//! alerts; plus HTTP, and the bounded drain on shutdown.
+//!
+//! Shutdown order (STYLE.md): not ready -> stop polling -> flush the batcher -> finish
+//! inference -> emit and wait for acknowledgements -> store offsets and commit synchronously
+//! -> leave the group. `/metrics` stays up until the end.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{AlertEvent, AlertKind, SpikeDetector};
+use crate::config::Config;
+use crate::http::{self, Readiness};
+use crate::ingest::consumer::{ConsumerShared, KafkaSource};
+use crate::ingest::producer::KafkaSink;
+use crate::metrics::Metrics;
+use crate::model::worker::{ClassifiedBatch, HasText, InferencePool};
+use crate::pipeline::batcher::{BatchPolicy, Batcher};
+use crate::pipeline::decode::{self, DecodedMessage, InputMessage};
+use crate::pipeline::offsets::OffsetTracker;
+use crate::pipeline::record::{self, Classification};
+use crate::window::{ObserveOutcome, WindowStore};
+
+/// Batches waiting for a model worker. Small: more only adds latency; one per worker plus one
+/// keeps every worker busy while the next batch is cut.
+const INFERENCE_QUEUE_BATCHES_PER_WORKER: usize = 2;
+/// Decoded messages waiting for the batcher: a few batches' worth, so a slow model stops the
+/// consumer quickly (backpressure) instead of filling memory.
+const DECODED_QUEUE_BATCHES: usize = 4;
+/// Records (enriched and dead letters) awaiting broker acknowledgement at once. Bounds memory
+/// when the output is slower than the input; librdkafka batches them on the wire.
+const MAX_RECORDS_IN_FLIGHT: usize = 10_000;
+/// How often windows close, alerts are evaluated, offsets are stored and gauges refreshed.
+const AGGREGATE_TICK: Duration = Duration::from_millis(500);
+/// How often /readyz re-checks that a broker answers.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Produce retries back off from this to the maximum, forever: a record is never given up,
+/// because giving up would mean committing past a message whose output was lost.
+const PRODUCE_RETRY_INITIAL: Duration = Duration::from_millis(200);
+const PRODUCE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// A decoded message on its way through the model.
+pub struct PendingMessage {
+    pub message: InputMessage,
+    pub decoded: DecodedMessage,
+}
+
+impl HasText for PendingMessage {
+    fn text(&self) -> &str {
+        &self.decoded.text
+    }
+}
+
+/// Optional observers for embedding the daemon (the demo prints alerts; tests read them).
+#[derive(Default, Clone)]
+pub struct Observers {
+    pub alerts: Option<mpsc::UnboundedSender<AlertEvent>>,
+}
+
+/// State the pipeline tasks share.
+struct Shared {
+    config: Config,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    sink: KafkaSink,
+    source: KafkaSource,
+    offsets: Arc<Mutex<OffsetTracker>>,
+    windows: Mutex<WindowStore>,
+    detector: Mutex<SpikeDetector>,
+    in_flight_records: Arc<Semaphore>,
+    observers: Observers,
+    /// Cancelled only when a drain runs out of time: stops produce retries.
+    abandon: CancellationToken,
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then drains within `config.shutdown.grace`.
+pub async fn run(
+    config: Config,
+    http_listener: TcpListener,
+    shutdown: CancellationToken,
+    observers: Observers,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new().context("failed to register metrics")?);
+    let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
+    let http_stop = CancellationToken::new();
+    let http_task =
+        {
+            let stop = http_stop.clone();
+            let serve = http::serve(http_listener, Arc::clone(&metrics), Arc::clone(&readiness), async move {
+                stop.cancelled().await
+            });
+            tokio::spawn(serve)
+        };
+
+    let (results_sender, results) = mpsc::channel(INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1));
+    let pool = InferencePool::<PendingMessage>::start(
+        &config.model.path,
+        config.model.workers,
+        INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
+        results_sender,
+    )
+    .with_context(|| format!("failed to load the model from {}", config.model.path.display()))?;
+    let model = pool.model();
+    metrics.set_model_version(&model.version);
+    readiness.set_model_loaded(true);
+    tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
+
+    let offsets = Arc::new(Mutex::new(OffsetTracker::default()));
+    let source = KafkaSource::new(
+        &config,
+        ConsumerShared {
+            offsets: Arc::clone(&offsets),
+            metrics: Arc::clone(&metrics),
+            readiness: Arc::clone(&readiness),
+        },
+    )?;
+    let sink = KafkaSink::new(&config.kafka.brokers, config.kafka.producer_options.iter())?;
+    let windows = WindowStore::new(config.windows.to_window_config())
+        .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
+    let detector = SpikeDetector::new(config.detector.to_detector_config())
+        .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?;
+    let shared = Arc::new(Shared {
+        config,
+        metrics,
+        readiness,
+        sink,
+        source,
+        offsets,
+        windows: Mutex::new(windows),
+        detector: Mutex::new(detector),
+        in_flight_records: Arc::new(Semaphore::new(MAX_RECORDS_IN_FLIGHT)),
+        observers,
+        abandon: CancellationToken::new(),
+    });
+    tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
+
+    let stop_polling = shutdown.child_token();
+    let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
+    let consume_task = tokio::spawn(consume(Arc::clone(&shared), decoded_sender, stop_polling.clone()));
+    let batch_task = tokio::spawn(cut_batches(Arc::clone(&shared), decoded, pool));
+    let emit_task = tokio::spawn(emit_batches(Arc::clone(&shared), results));
+    let aggregate_stop = CancellationToken::new();
+    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), model.version.clone(), aggregate_stop.clone()));
+    let broker_check_task = tokio::spawn(check_broker(Arc::clone(&shared), aggregate_stop.clone()));
+
+    shutdown.cancelled().await;
+    tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "shutting down: draining");
+    shared.readiness.set_draining();
+    let drain = async {
+        let mut dead_letters = consume_task.await.context("consumer task failed")?;
+        batch_task.await.context("batcher task failed")??;
+        emit_task.await.context("emit task failed")?;
+        while dead_letters.join_next().await.is_some() {}
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(shared.config.shutdown.grace(), drain).await {
+        Ok(result) => result?,
+        Err(_) => {
+            tracing::warn!(
+                "drain did not finish within the grace period; committing what is done, the rest is re-read on restart"
+            );
+            shared.abandon.cancel();
+        }
+    }
+    aggregate_stop.cancel();
+    let _ = aggregate_task.await;
+    let _ = broker_check_task.await;
+    // Close the last full windows so their alerts are not lost with the process.
+    evaluate_windows(&shared, &model.version, now_ms()).await;
+    let flush_shared = Arc::clone(&shared);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = flush_shared.sink.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "producer flush failed");
+        }
+        flush_shared.source.commit_now();
+        flush_shared.source.unsubscribe();
+    })
+    .await
+    .context("final commit failed")?;
+    tracing::info!("drained: offsets committed");
+    http_stop.cancel();
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// Polls Kafka until told to stop; decodes each message and sends it on, or dead-letters it.
+/// Returns the set of dead-letter sends still in flight.
+async fn consume(
+    shared: Arc<Shared>,
+    decoded_sender: mpsc::Sender<PendingMessage>,
+    stop: CancellationToken,
+) -> JoinSet<()> {
+    let mut dead_letters = JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            message = shared.source.next_message() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                // Transport errors are retried by librdkafka; report and keep polling.
+                tracing::warn!(%error, "kafka consume error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while dead_letters.try_join_next().is_some() {}
+        match decode::decode(&message, shared.config.input.format, shared.config.input.max_message_bytes, now_ms()) {
+            Ok(decoded) => {
+                if decoded_sender.send(PendingMessage { message, decoded }).await.is_err() {
+                    break;
+                }
+            }
+            Err(dead_letter) => {
+                let permit = acquire_record_slot(&shared).await;
+                let task_shared = Arc::clone(&shared);
+                dead_letters.spawn(async move {
+                    let headers = decode::dead_letter_headers(&message, &dead_letter);
+                    let headers: Vec<(&str, String)> = headers.into_iter().collect();
+                    let payload = message.payload.as_deref().unwrap_or_default();
+                    let topic = &task_shared.config.kafka.dead_letter_topic;
+                    if send_with_retry(&task_shared, "dead_letter", topic, message.key.as_deref(), payload, &headers)
+                        .await
+                    {
+                        task_shared
+                            .metrics
+                            .messages_dead_lettered
+                            .with_label_values(&[dead_letter.reason.as_str()])
+                            .inc();
+                        complete_offset(&task_shared, &message);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    tracing::info!("stopped polling");
+    dead_letters
+}
+
+/// Cuts batches on size or deadline and queues them for the workers; on end of input, flushes
+/// the last batch and lets the workers finish.
+async fn cut_batches(
+    shared: Arc<Shared>,
+    mut decoded: mpsc::Receiver<PendingMessage>,
+    pool: InferencePool<PendingMessage>,
+) -> anyhow::Result<()> {
+    let mut batcher =
+        Batcher::new(BatchPolicy { max_size: shared.config.batch.max_size, max_wait: shared.config.batch.max_wait() });
+    loop {
+        let deadline = batcher.deadline();
+        let next = tokio::select! {
+            next = decoded.recv() => next,
+            () = sleep_until_optional(deadline) => {
+                if let Some(batch) = batcher.poll_deadline(Instant::now()) {
+                    submit(&shared, &pool, batch).await?;
+                }
+                continue;
+            }
+        };
+        let Some(pending) = next else {
+            break;
+        };
+        if let Some(batch) = batcher.push(pending, Instant::now()) {
+            submit(&shared, &pool, batch).await?;
+        }
+    }
+    if let Some(batch) = batcher.flush() {
+        submit(&shared, &pool, batch).await?;
+    }
+    // Joining the worker threads blocks; they finish the queued batches first.
+    tokio::task::spawn_blocking(move || pool.finish()).await.context("inference workers did not stop cleanly")?;
+    Ok(())
+}
+
+async fn submit(
+    shared: &Shared,
+    pool: &InferencePool<PendingMessage>,
+    batch: Vec<PendingMessage>,
+) -> anyhow::Result<()> {
+    shared.metrics.batch_size.observe(batch.len() as f64);
+    pool.submit(batch).await
+}
+
+async fn sleep_until_optional(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends each classified message's enriched record; once acknowledged, counts it in the
+/// windows and releases its offset.
+async fn emit_batches(shared: Arc<Shared>, mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>) {
+    let mut sends = JoinSet::new();
+    while let Some(batch) = results.recv().await {
+        shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
+        let model = Arc::clone(&batch.model);
+        for (pending, prediction) in batch.items.into_iter().zip(batch.predictions) {
+            while sends.try_join_next().is_some() {}
+            let permit = acquire_record_slot(&shared).await;
+            let task_shared = Arc::clone(&shared);
+            let model = Arc::clone(&model);
+            sends.spawn(async move {
+                let topic = model.topic_labels[prediction.topic_index].as_str();
+                let sentiment = prediction.sentiment.label();
+                let classification = Classification {
+                    topic,
+                    topic_probability: prediction.topic_probability,
+                    sentiment,
+                    sentiment_probabilities: prediction.sentiment,
+                    model_version: &model.version,
+                };
+                let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, now_ms());
+                let output_topic = &task_shared.config.kafka.output_topic;
+                let key = pending.message.key.as_deref();
+                if send_with_retry(&task_shared, "enriched", output_topic, key, &payload, &[]).await {
+                    task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
+                    task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+                    count_in_windows(&task_shared, &pending, &classification, &payload).await;
+                    complete_offset(&task_shared, &pending.message);
+                }
+                drop(permit);
+            });
+        }
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+async fn count_in_windows(
+    shared: &Shared,
+    pending: &PendingMessage,
+    classification: &Classification<'_>,
+    payload: &[u8],
+) {
+    let observation = record::observation(&pending.decoded, classification);
+    let outcome = shared.windows.lock().expect("windows lock").observe(&observation, now_ms());
+    if outcome == ObserveOutcome::Late {
+        shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();
+        if let Some(late_topic) = &shared.config.kafka.late_topic {
+            send_with_retry(shared, "late", late_topic, pending.message.key.as_deref(), payload, &[]).await;
+        }
+    }
+}
+
+fn complete_offset(shared: &Shared, message: &InputMessage) {
+    shared.offsets.lock().expect("offset tracker lock").complete(&message.topic, message.partition, message.offset);
+}
+
+async fn acquire_record_slot(shared: &Shared) -> tokio::sync::OwnedSemaphorePermit {
+    Arc::clone(&shared.in_flight_records).acquire_owned().await.expect("the record semaphore is never closed")
+}
+
+/// Sends until acknowledged (returns true) or the drain is abandoned (false). Every failure is
+/// counted and logged; the record is never dropped while the process may still deliver it.
+async fn send_with_retry(
+    shared: &Shared,
+    output: &'static str,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: &[(&str, String)],
+) -> bool {
+    let mut backoff = PRODUCE_RETRY_INITIAL;
+    loop {
+        match shared.sink.send(topic, key, payload, headers).await {
+            Ok(()) => {
+                shared.metrics.records_produced.with_label_values(&[output]).inc();
+                return true;
+            }
+            Err(error) => {
+                shared.metrics.produce_failures.with_label_values(&[output]).inc();
+                tracing::warn!(%error, topic, retry_in_ms = backoff.as_millis() as u64, "produce failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = shared.abandon.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(PRODUCE_RETRY_MAX);
+    }
+}
+
+/// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets.
+async fn aggregate(shared: Arc<Shared>, model_version: String, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(AGGREGATE_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        evaluate_windows(&shared, &model_version, now_ms()).await;
+        shared.source.store_completed_offsets();
+    }
+}
+
+async fn evaluate_windows(shared: &Shared, model_version: &str, now_ms: i64) {
+    let closed = shared.windows.lock().expect("windows lock").advance(now_ms);
+    if closed.is_empty() {
+        return;
+    }
+    let mut alerts = Vec::new();
+    {
+        let mut detector = shared.detector.lock().expect("detector lock");
+        for bucket in &closed {
+            if let Some(event) = detector.on_closed_bucket(bucket, model_version) {
+                alerts.push(event);
+            }
+            for view in &bucket.views {
+                let view_label = view_label(view.width_ms);
+                shared
+                    .metrics
+                    .negative_rate
+                    .with_label_values(&[&bucket.topic, &view_label])
+                    .set(view.counts.negative_rate());
+                shared
+                    .metrics
+                    .message_count
+                    .with_label_values(&[&bucket.topic, &view_label])
+                    .set(view.counts.total as i64);
+            }
+            if let Some(state) = detector.state(&bucket.topic) {
+                shared.metrics.negative_rate_baseline.with_label_values(&[&bucket.topic]).set(state.baseline_mean);
+                shared
+                    .metrics
+                    .negative_rate_baseline_stddev
+                    .with_label_values(&[&bucket.topic])
+                    .set(state.baseline_std);
+                shared.metrics.spike_z_score.with_label_values(&[&bucket.topic]).set(state.last_z.unwrap_or(0.0));
+                shared.metrics.alert_firing.with_label_values(&[&bucket.topic]).set(i64::from(state.firing));
+            }
+        }
+    }
+    for alert in alerts {
+        publish_alert(shared, alert).await;
+    }
+}
+
+async fn publish_alert(shared: &Shared, alert: AlertEvent) {
+    let kind = match alert.kind {
+        AlertKind::Firing => "firing",
+        AlertKind::Resolved => "resolved",
+    };
+    shared.metrics.alerts.with_label_values(&[&alert.topic, kind]).inc();
+    match alert.kind {
+        AlertKind::Firing => tracing::warn!(topic = %alert.topic, z = alert.z_score, "{}", alert.summary()),
+        AlertKind::Resolved => tracing::info!(topic = %alert.topic, "{}", alert.summary()),
+    }
+    match serde_json::to_vec(&alert) {
+        Ok(payload) => {
+            let alerts_topic = &shared.config.kafka.alerts_topic;
+            send_with_retry(shared, "alert", alerts_topic, Some(alert.topic.as_bytes()), &payload, &[]).await;
+        }
+        Err(error) => tracing::error!(%error, "cannot serialise an alert event"),
+    }
+    if let Some(observer) = &shared.observers.alerts {
+        let _ = observer.send(alert);
+    }
+}
+
+async fn check_broker(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(BROKER_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let check_shared = Arc::clone(&shared);
+        let reachable = tokio::task::spawn_blocking(move || check_shared.source.broker_reachable(BROKER_CHECK_TIMEOUT))
+            .await
+            .unwrap_or(false);
+        shared.readiness.set_broker_reachable(reachable);
+    }
+}
+
+/// "5m", "1h", "30s": compact, bounded label values for view widths.
+pub fn view_label(width_ms: i64) -> String {
+    let seconds = width_ms / 1000;
+    if seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The daemon's runtime. At least two worker threads: a revoke callback blocks the consumer's
+/// thread while it waits for in-flight messages, and the emit path must keep running meanwhile.
+/// Inference does not run here (it has its own threads).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sentmon-io")
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+/// The first SIGINT or SIGTERM starts the drain; a second one exits at once (exit code 130, as
+/// shells report an interrupted command), for when the drain itself hangs.
+pub fn shutdown_on_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    tokio::spawn(async move {
+        for signal_count in 1.. {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if signal_count == 1 {
+                tracing::info!("signal received: draining (send it again to exit at once)");
+                shutdown.cancel();
+            } else {
+                tracing::warn!("second signal: exiting without draining");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}

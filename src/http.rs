@@ -1,0 +1,340 @@
+//! HTTP endpoints: /metrics, /healthz, /readyz.
+//!
+//! `/healthz` answers whether the process is alive (a restart would help), `/readyz` whether this
+//! replica should be counted as serving (a restart would not help: wait). `/metrics` stays up through
+//! a drain, so the caller stops the server only once the final numbers have been scraped.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// Content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the consumer group has given this replica partitions yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionState {
+    /// No partitions: before the first assignment, after a revoke, or more replicas than partitions.
+    Waiting,
+    /// At least one partition is assigned.
+    Assigned,
+}
+
+impl PartitionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            PartitionState::Waiting => "waiting",
+            PartitionState::Assigned => "assigned",
+        }
+    }
+
+    fn from_u8(value: u8) -> PartitionState {
+        if value == PartitionState::Assigned as u8 { PartitionState::Assigned } else { PartitionState::Waiting }
+    }
+}
+
+/// What `/readyz` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReadinessStatus {
+    /// True when every check passes.
+    pub ready: bool,
+    /// The failing checks (`model_not_loaded`, `broker_unreachable`, `draining`); empty when ready.
+    pub failing: Vec<&'static str>,
+    /// `waiting` or `assigned`: informational, see [`Readiness::status`].
+    pub partitions: &'static str,
+}
+
+/// Readiness flags, set by the components that know them and read by `/readyz`.
+///
+/// Shared via `Arc`. Every setter also updates `Metrics::ready`, so the gauge is right even when
+/// nothing probes `/readyz` (e.g. a Prometheus scrape of a replica that no orchestrator watches).
+pub struct Readiness {
+    metrics: Arc<Metrics>,
+    model_loaded: AtomicBool,
+    broker_reachable: AtomicBool,
+    draining: AtomicBool,
+    partitions: AtomicU8,
+    /// Serialises "store a flag, then publish the gauge" so two concurrent setters cannot leave
+    /// the gauge showing the older of their two views. Probes read the atomics without it.
+    gauge_update: Mutex<()>,
+}
+
+impl Readiness {
+    /// Starts not ready: no model, broker not yet reached, no partitions.
+    pub fn new(metrics: Arc<Metrics>) -> Readiness {
+        Readiness {
+            metrics,
+            model_loaded: AtomicBool::new(false),
+            broker_reachable: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            partitions: AtomicU8::new(PartitionState::Waiting as u8),
+            gauge_update: Mutex::new(()),
+        }
+    }
+
+    /// Whether a model is loaded and able to classify.
+    pub fn set_model_loaded(&self, loaded: bool) {
+        self.update(|| self.model_loaded.store(loaded, Ordering::SeqCst));
+    }
+
+    /// Whether the last contact with the broker succeeded.
+    pub fn set_broker_reachable(&self, reachable: bool) {
+        self.update(|| self.broker_reachable.store(reachable, Ordering::SeqCst));
+    }
+
+    /// Whether partitions are assigned; reported by `/readyz` but not required for readiness.
+    pub fn set_partitions(&self, state: PartitionState) {
+        self.update(|| self.partitions.store(state as u8, Ordering::SeqCst));
+    }
+
+    /// Marks the start of a drain. One-way: a draining process never becomes ready again.
+    pub fn set_draining(&self) {
+        self.update(|| self.draining.store(true, Ordering::SeqCst));
+    }
+
+    /// Evaluates the checks.
+    ///
+    /// Partition assignment is reported but not required: a replica with no partitions (more
+    /// replicas than partitions, or between a revoke and the next assignment) is healthy and will
+    /// take work at the next rebalance; marking it unready would only make the orchestrator restart
+    /// or hide a spare it needs.
+    pub fn status(&self) -> ReadinessStatus {
+        let mut failing = Vec::new();
+        if !self.model_loaded.load(Ordering::SeqCst) {
+            failing.push("model_not_loaded");
+        }
+        if !self.broker_reachable.load(Ordering::SeqCst) {
+            failing.push("broker_unreachable");
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            failing.push("draining");
+        }
+        ReadinessStatus {
+            ready: failing.is_empty(),
+            failing,
+            partitions: PartitionState::from_u8(self.partitions.load(Ordering::SeqCst)).as_str(),
+        }
+    }
+
+    fn update(&self, store: impl FnOnce()) {
+        // A poisoned lock only means another setter panicked; the guarded data is `()`, so go on.
+        let _guard = self.gauge_update.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        store();
+        self.metrics.ready.set(i64::from(self.status().ready));
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+/// Serves the endpoints on `listener` until `shutdown` completes, then finishes in-flight requests
+/// and returns.
+///
+/// The shutdown future is a parameter so the caller (and tests) choose the moment: the app fires it
+/// at the very end of a drain, after the last metrics update.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz_handler))
+        .route("/readyz", get(readyz_handler))
+        .with_state(ServerState { metrics, readiness });
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn metrics_handler(State(state): State<ServerState>) -> Response {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode_text()).into_response()
+}
+
+async fn healthz_handler() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz_handler(State(state): State<ServerState>) -> Response {
+    let status = state.readiness.status();
+    let code = if status.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(status)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    struct TestServer {
+        address: SocketAddr,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<std::io::Result<()>>,
+    }
+
+    async fn start_server() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let readiness = Arc::new(Readiness::new(metrics.clone()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // A dropped sender stops the server too, so a failing test does not leave it running.
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(serve(listener, metrics.clone(), readiness.clone(), shutdown));
+        TestServer { address, metrics, readiness, stop, task }
+    }
+
+    struct RawResponse {
+        status_line: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl RawResponse {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        }
+    }
+
+    /// A minimal HTTP/1.1 client: `Connection: close` makes the body run to EOF, so no chunked or
+    /// length parsing is needed.
+    async fn get_path(address: SocketAddr, path: &str) -> RawResponse {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw)).await.unwrap().unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("response has a header/body separator");
+        let mut head_lines = head.split("\r\n");
+        let status_line = head_lines.next().unwrap().to_owned();
+        let headers = head_lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').expect("header line has a colon");
+                (name.trim().to_owned(), value.trim().to_owned())
+            })
+            .collect();
+        RawResponse { status_line, headers, body: body.to_owned() }
+    }
+
+    async fn stop_server(server: TestServer) {
+        server.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server.task)
+            .await
+            .expect("serve returns after shutdown fires")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_serves_the_text_format() {
+        let server = start_server().await;
+        server.metrics.commits.inc();
+        let response = get_path(server.address, "/metrics").await;
+        assert_eq!(response.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        assert!(response.body.contains("# TYPE sentmon_build_info gauge"), "{}", response.body);
+        assert!(response.body.contains("sentmon_offset_commits_total 1\n"), "{}", response.body);
+        stop_server(server).await;
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_ok_even_when_not_ready() {
+        let server = start_server().await;
+        let response = get_path(server.address, "/healthz").await;
+        assert_eq!(response.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(response.body, "ok\n");
+        stop_server(server).await;
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_flags_and_names_failing_checks() {
+        let server = start_server().await;
+
+        let initial = get_path(server.address, "/readyz").await;
+        assert_eq!(initial.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(initial.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&initial.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "ready": false,
+                "failing": ["model_not_loaded", "broker_unreachable"],
+                "partitions": "waiting",
+            })
+        );
+        assert_eq!(server.metrics.ready.get(), 0);
+
+        server.readiness.set_model_loaded(true);
+        let model_only = get_path(server.address, "/readyz").await;
+        assert_eq!(model_only.status_line, "HTTP/1.1 503 Service Unavailable");
+        let body: serde_json::Value = serde_json::from_str(&model_only.body).unwrap();
+        assert_eq!(body["failing"], serde_json::json!(["broker_unreachable"]));
+
+        // Ready without partitions: a spare replica is not a broken one.
+        server.readiness.set_broker_reachable(true);
+        let ready = get_path(server.address, "/readyz").await;
+        assert_eq!(ready.status_line, "HTTP/1.1 200 OK");
+        let body: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
+        assert_eq!(body, serde_json::json!({ "ready": true, "failing": [], "partitions": "waiting" }));
+        assert_eq!(server.metrics.ready.get(), 1);
+
+        server.readiness.set_partitions(PartitionState::Assigned);
+        let assigned = get_path(server.address, "/readyz").await;
+        assert_eq!(assigned.status_line, "HTTP/1.1 200 OK");
+        let body: serde_json::Value = serde_json::from_str(&assigned.body).unwrap();
+        assert_eq!(body["partitions"], "assigned");
+
+        server.readiness.set_draining();
+        let draining = get_path(server.address, "/readyz").await;
+        assert_eq!(draining.status_line, "HTTP/1.1 503 Service Unavailable");
+        let body: serde_json::Value = serde_json::from_str(&draining.body).unwrap();
+        assert_eq!(body["failing"], serde_json::json!(["draining"]));
+        assert_eq!(server.metrics.ready.get(), 0);
+
+        // Metrics stay available through the drain so the final numbers can be scraped.
+        let metrics = get_path(server.address, "/metrics").await;
+        assert_eq!(metrics.status_line, "HTTP/1.1 200 OK");
+        assert!(metrics.body.contains("sentmon_ready 0\n"), "{}", metrics.body);
+
+        stop_server(server).await;
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_not_found() {
+        let server = start_server().await;
+        let response = get_path(server.address, "/nope").await;
+        assert_eq!(response.status_line, "HTTP/1.1 404 Not Found");
+        stop_server(server).await;
+    }
+
+    #[tokio::test]
+    async fn serve_returns_after_shutdown_and_stops_accepting() {
+        let server = start_server().await;
+        let address = server.address;
+        assert_eq!(get_path(address, "/healthz").await.status_line, "HTTP/1.1 200 OK");
+        stop_server(server).await;
+        assert!(TcpStream::connect(address).await.is_err(), "listener is closed after serve returns");
+    }
+}

@@ -1,0 +1,284 @@
+//! Helpers for tests that run the real daemon against a real Kafka-protocol broker
+//! (librdkafka's mock cluster, hosted in the test process).
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+pub const INPUT_TOPIC: &str = "news";
+pub const OUTPUT_TOPIC: &str = "news.enriched";
+pub const DEAD_LETTER_TOPIC: &str = "news.dead-letter";
+pub const ALERTS_TOPIC: &str = "news.alerts";
+pub const PARTITIONS: i32 = 4;
+
+pub fn model_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
+}
+
+pub fn start_broker() -> sentmon::ingest::embedded::EmbeddedBroker {
+    let topics: Vec<String> = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC, ALERTS_TOPIC].map(String::from).to_vec();
+    sentmon::ingest::embedded::EmbeddedBroker::start(PARTITIONS, &topics).expect("embedded broker starts")
+}
+
+/// A port that was free a moment ago (bind :0, read, release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The daemon's config: fast group joins and commits so tests do not wait on defaults meant for
+/// production; `extra` is appended verbatim (TOML).
+pub fn write_config(dir: &Path, brokers: &str, http_port: u16, extra: &str) -> PathBuf {
+    let config = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "sentmon-test"
+input_topics = ["{INPUT_TOPIC}"]
+output_topic = "{OUTPUT_TOPIC}"
+dead_letter_topic = "{DEAD_LETTER_TOPIC}"
+alerts_topic = "{ALERTS_TOPIC}"
+commit_interval_ms = 500
+
+[kafka.consumer_options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[input]
+max_message_bytes = 4096
+
+[model]
+path = "{model}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[shutdown]
+grace_secs = 20
+{extra}
+"#,
+        model = model_dir().display()
+    );
+    let path = dir.join(format!("sentmon-{http_port}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A running `sentmon run`; killed on drop so a failing test leaves nothing behind.
+pub struct Daemon {
+    pub child: Child,
+    pub http_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, http_port: u16, log_dir: &Path) -> Daemon {
+        let log_path = log_dir.join(format!("daemon-{http_port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sentmon"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sentmon starts");
+        Daemon { child, http_port, log_path }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.http_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// Sum of a metric's samples (all label sets) in the current /metrics output.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics(), name)
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some((status, _)) = http_get(self.http_port, "/readyz") {
+                if status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("daemon not ready within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && matches!(line.as_bytes().get(name.len()), Some(b' ' | b'{')))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.1 GET over loopback; `None` when nothing listens yet.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+/// Produces (key, payload) pairs to the input topic and waits until all are acknowledged.
+pub fn produce_all(brokers: &str, messages: &[(String, Vec<u8>)]) {
+    let producer = producer(brokers);
+    for (key, payload) in messages {
+        let mut record = BaseRecord::to(INPUT_TOPIC).key(key.as_bytes()).payload(payload.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("every test message is acknowledged");
+}
+
+pub struct ConsumedRecord {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads a topic from the beginning (all partitions assigned, no group), until `expected`
+/// records arrived or `timeout` passed, then for `settle` more to catch extras.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Vec<ConsumedRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut settle_deadline: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if records.len() >= expected && settle_deadline.is_none() {
+            settle_deadline = Some(now + settle);
+        }
+        if now >= deadline || settle_deadline.is_some_and(|settle_until| now >= settle_until) {
+            return records;
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Ok(message) = result else { continue };
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        (header.key.to_string(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(ConsumedRecord {
+            key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+            partition: message.partition(),
+            offset: message.offset(),
+        });
+    }
+}
+
+pub fn json(record: &ConsumedRecord) -> serde_json::Value {
+    serde_json::from_slice(&record.payload).expect("enriched records are JSON")
+}
+
+/// Realistic headlines for load: (id, JSON payload).
+pub fn headline_messages(count: usize, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    const HEADLINES: [&str; 8] = [
+        "Fed holds rates steady, signals patience on cuts",
+        "$AAPL shares slip after iPhone sales miss estimates",
+        "Oil prices climb as supply concerns mount",
+        "Bank stocks rally on strong quarterly earnings",
+        "Treasury yields rise ahead of inflation data",
+        "Company announces new CEO after surprise resignation",
+        "Gold hits record high as dollar weakens",
+        "Regulators open probe into lender's accounting",
+    ];
+    (0..count)
+        .map(|index| {
+            let id = format!("{prefix}-{index}");
+            let text = format!("{} ({index})", HEADLINES[index % HEADLINES.len()]);
+            let payload = serde_json::json!({"id": id, "text": text, "source": "test"}).to_string().into_bytes();
+            (id, payload)
+        })
+        .collect()
+}

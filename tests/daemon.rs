@@ -1,0 +1,176 @@
+//! The daemon end to end: `sentmon run` as a real process against a real Kafka-protocol broker
+//! (librdkafka's mock cluster in this test process), with the shipped model.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Each test runs daemons that load a model and use both cores; running them one at a time
+/// keeps timings sane on a 2-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const GENEROUS: Duration = Duration::from_secs(90);
+const SETTLE: Duration = Duration::from_secs(3);
+
+fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+#[test]
+fn every_valid_message_is_enriched_once_and_every_invalid_one_dead_lettered() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let valid = headline_messages(200, "valid");
+    let oversized = serde_json::json!({"text": "a".repeat(5000)}).to_string().into_bytes();
+    let invalid: Vec<(String, Vec<u8>, &str)> = vec![
+        ("bad-utf8".into(), b"\xff\xfe not text".to_vec(), "not_utf8"),
+        ("bad-json".into(), b"{\"text\": ".to_vec(), "invalid_json"),
+        ("empty-text".into(), br#"{"text": "   "}"#.to_vec(), "empty_text"),
+        ("no-text".into(), br#"{"body": "headline"}"#.to_vec(), "missing_text"),
+        ("too-large".into(), oversized, "too_large"),
+        ("not-object".into(), b"[1, 2, 3]".to_vec(), "not_an_object"),
+        ("empty-payload".into(), Vec::new(), "empty_payload"),
+        ("text-number".into(), br#"{"text": 42}"#.to_vec(), "text_not_string"),
+    ];
+    let mut messages = valid.clone();
+    for (index, (key, payload, _)) in invalid.iter().enumerate() {
+        messages.insert(index * 20, (key.clone(), payload.clone()));
+    }
+    produce_all(broker.bootstrap_servers(), &messages);
+
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    daemon.wait_ready(GENEROUS);
+    let enriched = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, valid.len(), GENEROUS, SETTLE);
+    let dead_letters = read_topic(broker.bootstrap_servers(), DEAD_LETTER_TOPIC, invalid.len(), GENEROUS, SETTLE);
+
+    let enriched_ids: Vec<String> =
+        enriched.iter().map(|record| json(record)["id"].as_str().unwrap().to_string()).collect();
+    let unique_ids: BTreeSet<&String> = enriched_ids.iter().collect();
+    assert_eq!(enriched.len(), valid.len(), "one enriched record per valid message; log:\n{}", daemon.log());
+    assert_eq!(unique_ids.len(), valid.len(), "no duplicates");
+    assert_eq!(unique_ids, valid.iter().map(|(id, _)| id).collect::<BTreeSet<_>>());
+    for record in &enriched {
+        let value = json(record);
+        assert_eq!(record.key.as_deref(), value["id"].as_str(), "output key = input key");
+        assert!(value["topic"].is_string() && value["topic_prob"].is_number(), "{value}");
+        assert!(["negative", "neutral", "positive"].contains(&value["sentiment"].as_str().unwrap()), "{value}");
+        assert!(
+            value["model_version"].is_string() && value["event_time"].is_string() && value["processed_at"].is_string()
+        );
+        assert_eq!(value["source"], "test", "input fields are kept");
+    }
+
+    assert_eq!(dead_letters.len(), invalid.len(), "one dead letter per invalid message; log:\n{}", daemon.log());
+    let by_key: HashMap<String, &ConsumedRecord> =
+        dead_letters.iter().map(|record| (record.key.clone().unwrap_or_default(), record)).collect();
+    for (key, payload, reason) in &invalid {
+        let record = by_key.get(key).unwrap_or_else(|| panic!("no dead letter for {key}"));
+        assert_eq!(&record.payload, payload, "the original bytes are kept");
+        assert_eq!(record.headers.get("sentmon-reason").map(String::as_str), Some(*reason), "{key}");
+        assert_eq!(record.headers.get("sentmon-source-topic").map(String::as_str), Some(INPUT_TOPIC));
+        assert!(
+            record.headers.contains_key("sentmon-source-partition")
+                && record.headers.contains_key("sentmon-source-offset")
+        );
+    }
+
+    wait_for("metrics to count everything", Duration::from_secs(10), || {
+        daemon.metric_sum("sentmon_messages_classified_total") == valid.len() as f64
+            && daemon.metric_sum("sentmon_messages_dead_lettered_total") == invalid.len() as f64
+    });
+    assert_eq!(daemon.metric_sum("sentmon_messages_consumed_total"), messages.len() as f64);
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+}
+
+#[test]
+fn sigterm_under_load_drains_and_a_restart_resumes_without_re_reading() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let messages = headline_messages(4000, "load");
+    produce_all(broker.bootstrap_servers(), &messages);
+
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let first = Daemon::start(&config, http_port, scratch.path());
+    first.wait_ready(GENEROUS);
+    wait_for("the first daemon to process some messages", GENEROUS, || {
+        first.metric_sum("sentmon_messages_classified_total") >= 300.0
+    });
+    let first_log_path = first.log_path.clone();
+    let status = first.terminate(Duration::from_secs(30));
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+    let first_log = std::fs::read_to_string(first_log_path).unwrap();
+    assert!(first_log.contains("drained"), "the drain completed: {first_log}");
+    let after_first =
+        read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, messages.len(), Duration::from_secs(5), SETTLE);
+    assert!(!after_first.is_empty() && after_first.len() < messages.len(), "stopped mid-stream: {}", after_first.len());
+
+    let second_port = free_port();
+    let second_config = write_config(scratch.path(), broker.bootstrap_servers(), second_port, "");
+    let second = Daemon::start(&second_config, second_port, scratch.path());
+    second.wait_ready(GENEROUS);
+    let all = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, messages.len(), GENEROUS, SETTLE);
+    let ids: Vec<String> = all.iter().map(|record| json(record)["id"].as_str().unwrap().to_string()).collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), messages.len(), "nothing lost across the restart; log:\n{}", second.log());
+    // A drained shutdown commits every emitted message, so the restart re-reads none of them.
+    assert_eq!(ids.len() - unique.len(), 0, "records emitted twice after a clean SIGTERM");
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn two_daemons_in_one_group_split_the_partitions_and_process_everything() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let first_port = free_port();
+    let second_port = free_port();
+    let first = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), first_port, ""),
+        first_port,
+        scratch.path(),
+    );
+    let second = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), second_port, ""),
+        second_port,
+        scratch.path(),
+    );
+    first.wait_ready(GENEROUS);
+    second.wait_ready(GENEROUS);
+    wait_for("both daemons to hold partitions", GENEROUS, || {
+        let assigned =
+            |daemon: &Daemon| http_get(daemon.http_port, "/readyz").is_some_and(|(_, body)| body.contains("assigned"));
+        assigned(&first) && assigned(&second)
+    });
+    let messages = headline_messages(2000, "split");
+    produce_all(broker.bootstrap_servers(), &messages);
+    let all = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, messages.len(), GENEROUS, SETTLE);
+    let unique: BTreeSet<String> = all.iter().map(|record| json(record)["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(unique.len(), messages.len(), "together they process everything");
+    let first_count = first.metric_sum("sentmon_messages_consumed_total");
+    let second_count = second.metric_sum("sentmon_messages_consumed_total");
+    assert!(first_count > 0.0 && second_count > 0.0, "both take a share: {first_count} / {second_count}");
+    assert_eq!(first_count + second_count, messages.len() as f64, "no message consumed twice without a rebalance");
+    assert!(first.terminate(Duration::from_secs(30)).success());
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}
