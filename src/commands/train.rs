@@ -50,6 +50,7 @@ fn training_options(args: &TrainArgs) -> TrainingOptions {
         hidden_size: args.hidden_size,
         feature_dim: args.feature_dim,
         dropout: args.dropout,
+        token_dropout: args.token_dropout,
         encoder: EncoderConfig {
             max_tokens: args.max_tokens,
             feature_buckets: args.feature_buckets,

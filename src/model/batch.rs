@@ -19,9 +19,13 @@ pub struct TensorBatch {
     pub reverse_index: Tensor,
     /// `[batch, max_len]` bool, true at real tokens.
     pub mask: Tensor,
-    /// Concatenated hashed n-gram ids of every text, with `feature_offsets[i]` where text i starts.
-    pub feature_ids: Tensor,
-    pub feature_offsets: Tensor,
+    /// Concatenated hashed token uni/bigram ids of every text, with `token_feature_offsets[i]`
+    /// where text i starts (the input `embedding_bag` takes).
+    pub token_feature_ids: Tensor,
+    pub token_feature_offsets: Tensor,
+    /// The same for character n-grams.
+    pub char_feature_ids: Tensor,
+    pub char_feature_offsets: Tensor,
     pub batch_size: i64,
     pub max_len: i64,
 }
@@ -35,8 +39,10 @@ impl TensorBatch {
         let mut reverse_index = Vec::with_capacity(batch_size * max_len);
         let mut mask = Vec::with_capacity(batch_size * max_len);
         let mut lengths = Vec::with_capacity(batch_size);
-        let mut feature_ids = Vec::new();
-        let mut feature_offsets = Vec::with_capacity(batch_size);
+        let mut token_feature_ids = Vec::new();
+        let mut token_feature_offsets = Vec::with_capacity(batch_size);
+        let mut char_feature_ids = Vec::new();
+        let mut char_feature_offsets = Vec::with_capacity(batch_size);
         for encoded in encoded_texts {
             let length = encoded.token_ids.len();
             debug_assert!(length >= 1);
@@ -47,8 +53,11 @@ impl TensorBatch {
             reverse_index.extend((length..max_len).map(|position| position as i64));
             mask.extend(std::iter::repeat_n(true, length));
             mask.extend(std::iter::repeat_n(false, max_len - length));
-            feature_offsets.push(feature_ids.len() as i64);
-            feature_ids.extend_from_slice(&encoded.feature_ids);
+            let (token_features, char_features) = encoded.feature_ids.split_at(encoded.token_feature_count);
+            token_feature_offsets.push(token_feature_ids.len() as i64);
+            token_feature_ids.extend_from_slice(token_features);
+            char_feature_offsets.push(char_feature_ids.len() as i64);
+            char_feature_ids.extend_from_slice(char_features);
         }
         let shape = [batch_size as i64, max_len as i64];
         TensorBatch {
@@ -56,8 +65,10 @@ impl TensorBatch {
             lengths: Tensor::from_slice(&lengths),
             reverse_index: Tensor::from_slice(&reverse_index).view(shape),
             mask: Tensor::from_slice(&mask).view(shape),
-            feature_ids: Tensor::from_slice(&feature_ids),
-            feature_offsets: Tensor::from_slice(&feature_offsets),
+            token_feature_ids: Tensor::from_slice(&token_feature_ids),
+            token_feature_offsets: Tensor::from_slice(&token_feature_offsets),
+            char_feature_ids: Tensor::from_slice(&char_feature_ids),
+            char_feature_offsets: Tensor::from_slice(&char_feature_offsets),
             batch_size: shape[0],
             max_len: shape[1],
         }
@@ -93,7 +104,7 @@ mod tests {
     use super::*;
 
     fn encoded(token_ids: &[i64]) -> EncodedText {
-        EncodedText { token_ids: token_ids.to_vec(), feature_ids: vec![7, 8] }
+        EncodedText { token_ids: token_ids.to_vec(), feature_ids: vec![7, 8, 9], token_feature_count: 2 }
     }
 
     #[test]
@@ -104,7 +115,9 @@ mod tests {
         assert_eq!(Vec::<i64>::try_from(batch.tokens.view([-1])).unwrap(), vec![5, 6, 7, 9, PAD_ID, PAD_ID]);
         assert_eq!(Vec::<i64>::try_from(batch.reverse_index.view([-1])).unwrap(), vec![2, 1, 0, 0, 1, 2]);
         assert_eq!(Vec::<i64>::try_from(&batch.lengths).unwrap(), vec![3, 1]);
-        assert_eq!(Vec::<i64>::try_from(&batch.feature_offsets).unwrap(), vec![0, 2]);
+        assert_eq!(Vec::<i64>::try_from(&batch.token_feature_offsets).unwrap(), vec![0, 2]);
+        assert_eq!(Vec::<i64>::try_from(&batch.char_feature_ids).unwrap(), vec![9, 9]);
+        assert_eq!(Vec::<i64>::try_from(&batch.char_feature_offsets).unwrap(), vec![0, 1]);
     }
 
     #[test]

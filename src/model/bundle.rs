@@ -24,9 +24,9 @@ const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// window statistics and spike alerts are defined on "negative".
 pub const SENTIMENT_LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 
-/// Variables under this prefix exist only while pretraining (the language-model decoders) and
-/// are never written into a bundle.
-pub const TRAINING_ONLY_PREFIX: &str = "language_model";
+/// Variables under this prefix exist only while training (language-model decoders, auxiliary
+/// heads) and are never written into a bundle.
+pub const TRAINING_ONLY_PREFIX: &str = "training_only";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,11 +155,9 @@ impl ModelManifest {
         for (name, value, limit) in sizes {
             ensure!((1..=limit).contains(&value), "architecture.{name} = {value} is outside 1..={limit}");
         }
-        ensure!(
-            (0.0..1.0).contains(&architecture.dropout),
-            "architecture.dropout = {} is outside [0, 1)",
-            architecture.dropout
-        );
+        for (name, value) in [("dropout", architecture.dropout), ("token_dropout", architecture.token_dropout)] {
+            ensure!((0.0..1.0).contains(&value), "architecture.{name} = {value} is outside [0, 1)");
+        }
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use tch::nn::{self, Module, RNN};
 use tch::{Kind, Tensor};
 
 use super::batch::TensorBatch;
+use crate::text::UNK_ID;
 
 /// Sizes that define the parameter shapes; recorded in `model.json` so a bundle rebuilds itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct Architecture {
     pub sentiment_classes: i64,
     /// Dropout on the embeddings and the pooled representation during training only.
     pub dropout: f64,
+    /// Share of tokens replaced by `<unk>` during training only, so the LSTM cannot lean on any
+    /// single word and learns what unknown words in context mean.
+    pub token_dropout: f64,
 }
 
 pub struct Network {
@@ -40,6 +44,7 @@ pub struct Network {
     topic_head: nn::Linear,
     sentiment_head: nn::Linear,
     dropout: f64,
+    token_dropout: f64,
 }
 
 /// Per-position outputs of both directions, each `[batch, max_len, hidden]`, aligned with the
@@ -52,6 +57,14 @@ pub struct SequenceStates {
 pub struct HeadLogits {
     pub topic: Tensor,
     pub sentiment: Tensor,
+}
+
+/// The two halves of the representation the heads read, after dropout: masked mean+max pooling
+/// of both LSTM directions `[batch, 4*hidden]`, and the token and character bag means
+/// `[batch, 2*feature_dim]`. Training puts an auxiliary head on each half alone.
+pub struct PooledFeatures {
+    pub sequence: Tensor,
+    pub bag: Tensor,
 }
 
 impl Network {
@@ -97,11 +110,20 @@ impl Network {
                 Default::default(),
             ),
             dropout: architecture.dropout,
+            token_dropout: architecture.token_dropout,
         }
     }
 
     pub fn sequence_states(&self, batch: &TensorBatch, train: bool) -> SequenceStates {
-        let embedded = self.token_embedding.forward(&batch.tokens).dropout(self.dropout, train);
+        let tokens = if train && self.token_dropout > 0.0 {
+            let dropped = Tensor::rand([batch.batch_size, batch.max_len], (Kind::Float, batch.tokens.device()))
+                .lt(self.token_dropout)
+                .logical_and(&batch.mask);
+            batch.tokens.masked_fill(&dropped, UNK_ID)
+        } else {
+            batch.tokens.shallow_clone()
+        };
+        let embedded = self.token_embedding.forward(&tokens).dropout(self.dropout, train);
         let embedding_dim = embedded.size()[2];
         let reverse_gather =
             batch.reverse_index.unsqueeze(-1).expand([batch.batch_size, batch.max_len, embedding_dim], false);
@@ -116,6 +138,15 @@ impl Network {
     }
 
     pub fn head_logits(&self, batch: &TensorBatch, train: bool) -> HeadLogits {
+        self.heads(&self.pooled_features(batch, train))
+    }
+
+    pub fn heads(&self, pooled: &PooledFeatures) -> HeadLogits {
+        let both = Tensor::cat(&[&pooled.sequence, &pooled.bag], 1);
+        HeadLogits { topic: self.topic_head.forward(&both), sentiment: self.sentiment_head.forward(&both) }
+    }
+
+    pub fn pooled_features(&self, batch: &TensorBatch, train: bool) -> PooledFeatures {
         let states = self.sequence_states(batch, train);
         let both_directions = Tensor::cat(&[&states.forward, &states.backward], 2);
         let real_positions = batch.mask.unsqueeze(-1);
@@ -123,18 +154,30 @@ impl Network {
             both_directions.masked_fill(&real_positions.logical_not(), 0.0).sum_dim_intlist(1, false, Kind::Float)
                 / batch.lengths.unsqueeze(1).to_kind(Kind::Float);
         let max_pooled = both_directions.masked_fill(&real_positions.logical_not(), f64::NEG_INFINITY).amax(1, false);
-        let (bag_mean, _, _, _) = Tensor::embedding_bag(
+        let token_bag = self.bag_mean(&batch.token_feature_ids, &batch.token_feature_offsets);
+        let char_bag = self.bag_mean(&batch.char_feature_ids, &batch.char_feature_offsets);
+        PooledFeatures {
+            sequence: Tensor::cat(&[mean_pooled, max_pooled], 1).dropout(self.dropout, train),
+            bag: Tensor::cat(&[token_bag, char_bag], 1).dropout(self.dropout, train),
+        }
+    }
+}
+
+impl Network {
+    /// Mean embedding of each text's bag (zeros for an empty bag, e.g. Chinese text has no
+    /// character n-grams of words).
+    fn bag_mean(&self, feature_ids: &Tensor, offsets: &Tensor) -> Tensor {
+        let (mean, _, _, _) = Tensor::embedding_bag(
             &self.feature_bag,
-            &batch.feature_ids,
-            &batch.feature_offsets,
+            feature_ids,
+            offsets,
             false,
             EMBEDDING_BAG_MEAN,
             false,
             None::<Tensor>,
             false,
         );
-        let pooled = Tensor::cat(&[mean_pooled, max_pooled, bag_mean], 1).dropout(self.dropout, train);
-        HeadLogits { topic: self.topic_head.forward(&pooled), sentiment: self.sentiment_head.forward(&pooled) }
+        mean
     }
 }
 
@@ -142,6 +185,15 @@ impl Network {
 const EMBEDDING_BAG_MEAN: i64 = 1;
 
 fn pooled_width(architecture: &Architecture) -> i64 {
-    // mean and max over both directions, plus the n-gram bag.
-    4 * architecture.hidden_size + architecture.feature_dim
+    sequence_width(architecture) + bag_width(architecture)
+}
+
+/// Mean and max over both directions.
+pub fn sequence_width(architecture: &Architecture) -> i64 {
+    4 * architecture.hidden_size
+}
+
+/// The token and the character n-gram bags.
+pub fn bag_width(architecture: &Architecture) -> i64 {
+    2 * architecture.feature_dim
 }

@@ -33,6 +33,7 @@ fn tiny_architecture(encoder: &TextEncoder) -> Architecture {
         topic_classes: 4,
         sentiment_classes: 3,
         dropout: 0.3,
+        token_dropout: 0.1,
     }
 }
 

@@ -19,7 +19,7 @@ use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
-use super::network::{Architecture, Network};
+use super::network::{Architecture, Network, bag_width, sequence_width};
 use crate::evaluation::{ConfusionMatrix, EvaluationReport};
 use crate::text::{EncodedText, EncoderConfig, TextEncoder};
 
@@ -50,6 +50,7 @@ pub struct TrainingOptions {
     pub hidden_size: i64,
     pub feature_dim: i64,
     pub dropout: f64,
+    pub token_dropout: f64,
     pub encoder: EncoderConfig,
     pub seed: u64,
     pub show_progress: bool,
@@ -117,6 +118,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         topic_classes: training_set.topic_labels.len() as i64,
         sentiment_classes: SENTIMENT_LABELS.len() as i64,
         dropout: options.dropout,
+        token_dropout: options.token_dropout,
     };
     let variables = VarStore::new(Device::Cpu);
     let network = Network::new(&variables.root(), &architecture);
@@ -136,6 +138,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         SENTIMENT_LABELS.len(),
         options.class_weighting,
     );
+    let auxiliary_heads = AuxiliaryHeads::new(&variables, &architecture);
     let mut optimizer =
         nn::AdamW { wd: options.weight_decay, ..Default::default() }.build(&variables, options.learning_rate)?;
     let labelled: Vec<usize> = (0..train_examples.len())
@@ -154,7 +157,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         let mut running_loss = RunningMean::default();
         for chunk in order.chunks(options.batch_size) {
             let batch_examples: Vec<&EncodedExample> = chunk.iter().map(|&index| &train_examples[index]).collect();
-            let loss = multi_task_loss(&network, &batch_examples, &topic_weights, &sentiment_weights);
+            let loss = multi_task_loss(&network, &auxiliary_heads, &batch_examples, &topic_weights, &sentiment_weights);
             optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
             running_loss.add(loss.double_value(&[]), chunk.len());
             progress.inc(chunk.len() as u64);
@@ -228,7 +231,7 @@ fn pretrain_language_model(
     history: &mut Vec<EpochRecord>,
 ) -> anyhow::Result<()> {
     let output_vocab = options.language_model_vocab.min(network_vocab_size(variables));
-    let decoder_root = variables.root() / TRAINING_ONLY_PREFIX;
+    let decoder_root = variables.root() / TRAINING_ONLY_PREFIX / "language_model";
     let forward_decoder = nn::linear(&decoder_root / "forward", options.hidden_size, output_vocab, Default::default());
     let backward_decoder =
         nn::linear(&decoder_root / "backward", options.hidden_size, output_vocab, Default::default());
@@ -282,19 +285,52 @@ fn token_loss(logits: &Tensor, targets: &Tensor, output_vocab: i64) -> Tensor {
     )
 }
 
+/// Heads that read only one half of the representation (the LSTM pooling, or the n-gram bags),
+/// trained beside the real heads and then thrown away. Without them the LSTM half, which fits
+/// the training set within a few epochs, takes over the loss and the bag half stops learning
+/// long before it is as good as a linear n-gram model; with them each half must predict on its
+/// own, so the real heads combine two well-trained halves (deep supervision).
+struct AuxiliaryHeads {
+    sequence: (nn::Linear, nn::Linear),
+    bag: (nn::Linear, nn::Linear),
+}
+
+/// Weight of each auxiliary head's loss relative to the real heads'.
+const AUXILIARY_LOSS_WEIGHT: f64 = 0.5;
+
+impl AuxiliaryHeads {
+    fn new(variables: &VarStore, architecture: &Architecture) -> AuxiliaryHeads {
+        let root = variables.root() / TRAINING_ONLY_PREFIX / "auxiliary";
+        let head = |name: &str, width: i64, classes: i64| nn::linear(&root / name, width, classes, Default::default());
+        AuxiliaryHeads {
+            sequence: (
+                head("sequence_topic", sequence_width(architecture), architecture.topic_classes),
+                head("sequence_sentiment", sequence_width(architecture), architecture.sentiment_classes),
+            ),
+            bag: (
+                head("bag_topic", bag_width(architecture), architecture.topic_classes),
+                head("bag_sentiment", bag_width(architecture), architecture.sentiment_classes),
+            ),
+        }
+    }
+}
+
 /// Each head's class-weighted cross-entropy over the rows that carry its label, weighted by
-/// the share of the batch those rows are, so the loss scale does not depend on the task mix.
+/// the share of the batch those rows are, so the loss scale does not depend on the task mix;
+/// plus the auxiliary heads' losses.
 fn multi_task_loss(
     network: &Network,
+    auxiliary_heads: &AuxiliaryHeads,
     batch_examples: &[&EncodedExample],
     topic_weights: &Tensor,
     sentiment_weights: &Tensor,
 ) -> Tensor {
     let encoded: Vec<&EncodedText> = batch_examples.iter().map(|example| &example.encoded).collect();
     let batch = TensorBatch::new(&encoded);
-    let logits = network.head_logits(&batch, true);
+    let pooled = network.pooled_features(&batch, true);
+    let logits = network.heads(&pooled);
     let batch_size = batch_examples.len() as f64;
-    let head_loss = |head_logits: &Tensor, labels: Vec<(usize, usize)>, weights: &Tensor| -> Option<Tensor> {
+    let head_loss = |head_logits: &Tensor, labels: &[(usize, usize)], weights: &Tensor| -> Option<Tensor> {
         if labels.is_empty() {
             return None;
         }
@@ -310,19 +346,26 @@ fn multi_task_loss(
         );
         Some(loss * (labels.len() as f64 / batch_size))
     };
-    let topic_labels = batch_examples
+    let topic_labels: Vec<(usize, usize)> = batch_examples
         .iter()
         .enumerate()
         .filter_map(|(row, example)| example.topic.map(|class| (row, class)))
         .collect();
-    let sentiment_labels = batch_examples
+    let sentiment_labels: Vec<(usize, usize)> = batch_examples
         .iter()
         .enumerate()
         .filter_map(|(row, example)| example.sentiment.map(|class| (row, class)))
         .collect();
+    let (sequence_topic, sequence_sentiment) = &auxiliary_heads.sequence;
+    let (bag_topic, bag_sentiment) = &auxiliary_heads.bag;
+    let auxiliary = |loss: Tensor| loss * AUXILIARY_LOSS_WEIGHT;
     let losses: Vec<Tensor> = [
-        head_loss(&logits.topic, topic_labels, topic_weights),
-        head_loss(&logits.sentiment, sentiment_labels, sentiment_weights),
+        head_loss(&logits.topic, &topic_labels, topic_weights),
+        head_loss(&logits.sentiment, &sentiment_labels, sentiment_weights),
+        head_loss(&sequence_topic.forward(&pooled.sequence), &topic_labels, topic_weights).map(auxiliary),
+        head_loss(&sequence_sentiment.forward(&pooled.sequence), &sentiment_labels, sentiment_weights).map(auxiliary),
+        head_loss(&bag_topic.forward(&pooled.bag), &topic_labels, topic_weights).map(auxiliary),
+        head_loss(&bag_sentiment.forward(&pooled.bag), &sentiment_labels, sentiment_weights).map(auxiliary),
     ]
     .into_iter()
     .flatten()

@@ -226,6 +226,9 @@ pub struct EncodedText {
     pub token_ids: Vec<i64>,
     /// At most max_features ids, each in `0..feature_buckets`; may repeat.
     pub feature_ids: Vec<i64>,
+    /// The first `token_feature_count` feature ids are token uni/bigrams, the rest character
+    /// n-grams: the model pools the two families separately so neither drowns the other.
+    pub token_feature_count: usize,
 }
 
 /// The `tokenizer.json` layout.
@@ -304,8 +307,8 @@ impl TextEncoder {
             tokens.push(BorrowedToken { text: Cow::Borrowed(EMPTY_TOKEN), kind: TokenKind::Symbol });
         }
         let token_ids = tokens.iter().map(|token| self.token_id(token)).collect();
-        let feature_ids = hashed_feature_ids(&tokens, &self.config);
-        EncodedText { token_ids, feature_ids }
+        let (feature_ids, token_feature_count) = hashed_feature_ids(&tokens, &self.config);
+        EncodedText { token_ids, feature_ids, token_feature_count }
     }
 
     fn token_id(&self, token: &BorrowedToken<'_>) -> i64 {

@@ -94,8 +94,9 @@ impl FeatureSink {
 }
 
 /// Feature ids of an already capped token sequence, each in `0..config.feature_buckets`, at most
-/// `config.max_features` of them. Repeats are kept: the list is a bag and counts carry signal.
-pub(crate) fn hashed_feature_ids(tokens: &[BorrowedToken<'_>], config: &EncoderConfig) -> Vec<i64> {
+/// `config.max_features` of them, token uni/bigrams first, then character n-grams; returned with
+/// the number of token n-grams. Repeats are kept: the list is a bag and counts carry signal.
+pub(crate) fn hashed_feature_ids(tokens: &[BorrowedToken<'_>], config: &EncoderConfig) -> (Vec<i64>, usize) {
     let word_char_count: usize =
         tokens.iter().filter(|token| token.kind == TokenKind::Word).map(|token| token.text.len()).sum();
     let expected_features = 2 * tokens.len() + 3 * word_char_count;
@@ -104,14 +105,16 @@ pub(crate) fn hashed_feature_ids(tokens: &[BorrowedToken<'_>], config: &EncoderC
         bucket_count: u64::from(config.feature_buckets),
         max_features: config.max_features,
     };
-    if push_token_ngrams(tokens, &mut sink) {
+    let room_left = push_token_ngrams(tokens, &mut sink);
+    let token_feature_count = sink.feature_ids.len();
+    if room_left {
         for token in tokens.iter().filter(|token| token.kind == TokenKind::Word) {
             if !push_char_ngrams(&token.text, config, &mut sink) {
                 break;
             }
         }
     }
-    sink.feature_ids
+    (sink.feature_ids, token_feature_count)
 }
 
 /// Pushes each token's unigram and its bigram with the previous token; returns whether there is
@@ -178,7 +181,7 @@ mod tests {
     fn counts_unigrams_bigrams_and_char_ngrams() {
         let config = EncoderConfig::default();
         // "<ab>" has 2 3-grams and 1 4-gram; "<c>" has 1 3-gram.
-        let feature_ids = hashed_feature_ids(&[word("ab"), word("c")], &config);
+        let feature_ids = hashed_feature_ids(&[word("ab"), word("c")], &config).0;
         assert_eq!(feature_ids.len(), 2 + 1 + 3 + 1);
     }
 
@@ -186,8 +189,8 @@ mod tests {
     fn families_do_not_share_buckets_for_the_same_text() {
         let config = EncoderConfig::default();
         // "<a>" is both the whole-word 3-gram of "a" and, below, a unigram of the token "<a>".
-        let char_ngram = hashed_feature_ids(&[word("a")], &config)[1];
-        let unigram = hashed_feature_ids(&[word("<a>")], &config)[0];
+        let char_ngram = hashed_feature_ids(&[word("a")], &config).0[1];
+        let unigram = hashed_feature_ids(&[word("<a>")], &config).0[0];
         assert_ne!(char_ngram, unigram);
     }
 
@@ -195,10 +198,10 @@ mod tests {
     fn stops_at_max_features_with_token_ngrams_first() {
         let config = EncoderConfig { max_features: 3, ..EncoderConfig::default() };
         let tokens = [word("alpha"), word("beta")];
-        let capped = hashed_feature_ids(&tokens, &config);
-        let uncapped = hashed_feature_ids(&tokens, &EncoderConfig::default());
+        let capped = hashed_feature_ids(&tokens, &config).0;
+        let uncapped = hashed_feature_ids(&tokens, &EncoderConfig::default()).0;
         assert_eq!(capped, uncapped[..3]);
         let none = EncoderConfig { max_features: 0, ..EncoderConfig::default() };
-        assert!(hashed_feature_ids(&tokens, &none).is_empty());
+        assert!(hashed_feature_ids(&tokens, &none).0.is_empty());
     }
 }
