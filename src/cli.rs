@@ -124,7 +124,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     pub gradient_clip_norm: f64,
     /// How the loss weighs classes against their frequency.
-    #[arg(long, value_enum, default_value_t = ClassWeighting::Sqrt)]
+    #[arg(long, value_enum, default_value_t = ClassWeighting::Balanced)]
     pub class_weighting: ClassWeighting,
     /// Token embedding width.
     #[arg(long, default_value_t = 64)]
@@ -136,7 +136,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     pub feature_dim: i64,
     /// Hash buckets of the n-gram bag.
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = 1 << 17)]
     pub feature_buckets: u32,
     /// Longest text in tokens; longer texts keep their first tokens.
     #[arg(long, default_value_t = 64)]
@@ -251,7 +251,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// Partitions of each topic the broker creates (auto-created topics get this many too).
+    /// Partitions of each topic given with --topic (topics created on first use get librdkafka's fixed 4).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
     /// Topics to create up front.

@@ -5,11 +5,17 @@
 //! `evaluation` (pure metrics), `model` (the only module that sees tch).
 
 pub mod alert;
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataset;
+pub mod demo;
 pub mod evaluation;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod text;

@@ -273,3 +273,38 @@ fn split_writes_the_three_files_that_train_uses() {
         .sum();
     assert_eq!(total, expected);
 }
+
+#[test]
+fn check_config_prints_the_example_and_bad_configs_exit_64_listing_every_problem() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sentmon.example.toml");
+    let output = run_ok(sentmon().arg("check-config").arg(&example));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("[kafka]") && stdout.contains("input_topics"), "{stdout}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let bad = scratch.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[kafka]\nbrokers = \"\"\ninput_topics = []\n[kafka.consumer_options]\n\"sasl.password\" = \"hunter2\"\n[batch]\nmax_size = 0\n",
+    )
+    .unwrap();
+    for subcommand in [vec!["check-config"], vec!["run", "--config"]] {
+        let output = sentmon().args(&subcommand).arg(&bad).output().unwrap();
+        assert_eq!(output.status.code(), Some(64), "{subcommand:?}: bad config exits 64");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        for problem in ["kafka.brokers", "kafka.input_topics", "batch.max_size"] {
+            assert!(stderr.contains(problem), "{subcommand:?} must report {problem} with the others: {stderr}");
+        }
+        assert!(!stderr.contains("hunter2"), "secrets never appear in error output");
+    }
+
+    let secret = scratch.path().join("secret.toml");
+    std::fs::write(
+        &secret,
+        "[kafka]\nbrokers = \"localhost:9092\"\ninput_topics = [\"news\"]\n[kafka.consumer_options]\n\"sasl.password\" = \"hunter2\"\n",
+    )
+    .unwrap();
+    let output = run_ok(sentmon().arg("check-config").arg(&secret));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("sasl.password") && !stdout.contains("hunter2"), "redacted: {stdout}");
+}

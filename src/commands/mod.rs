@@ -1,7 +1,12 @@
 //! One module per subcommand: each turns validated CLI arguments into work and output.
 
+pub mod broker;
+pub mod check_config;
 pub mod classify;
+pub mod demo;
 pub mod eval;
+pub mod replay;
+pub mod run;
 pub mod split;
 pub mod train;
 

@@ -1,0 +1,6 @@
+//! Kafka in and out: the only module that sees rdkafka types.
+
+pub mod consumer;
+pub mod embedded;
+pub mod producer;
+pub mod replay;
