@@ -94,8 +94,31 @@ impl Classifier {
     }
 }
 
-/// Runs the network in inference mode (no dropout, no autograd) over one batch.
+/// Texts per forward pass after sorting by length. Sorting makes each chunk's texts nearly the
+/// same length, so almost no LSTM steps are spent on padding (a random batch pads every text to
+/// its longest, about twice the mean for headlines); 32 keeps the matrix products efficient.
+const LENGTH_SORTED_CHUNK: usize = 32;
+
+/// Runs the network in inference mode (no dropout, no autograd); returns one prediction per text,
+/// in input order. Results do not depend on how texts are grouped: padding is exact.
 pub(super) fn predict(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction> {
+    if encoded.len() <= LENGTH_SORTED_CHUNK {
+        return predict_padded(network, encoded);
+    }
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&index| encoded[index].token_ids.len());
+    let mut predictions: Vec<Option<Prediction>> = vec![None; encoded.len()];
+    for chunk in order.chunks(LENGTH_SORTED_CHUNK) {
+        let chunk_texts: Vec<&EncodedText> = chunk.iter().map(|&index| encoded[index]).collect();
+        for (&index, prediction) in chunk.iter().zip(predict_padded(network, &chunk_texts)) {
+            predictions[index] = Some(prediction);
+        }
+    }
+    predictions.into_iter().map(|prediction| prediction.expect("every text is in one chunk")).collect()
+}
+
+/// One padded forward pass.
+fn predict_padded(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction> {
     if encoded.is_empty() {
         return Vec::new();
     }

@@ -167,3 +167,18 @@ fn a_bundle_whose_manifest_disagrees_with_its_weights_is_rejected() {
     let error = Classifier::load(directory.path()).err().expect("label count must match the head");
     assert!(format!("{error:#}").contains("topic labels"), "{error:#}");
 }
+
+#[test]
+fn predictions_of_a_large_batch_are_in_input_order_whatever_the_length_sorting() {
+    let (_variables, network, encoder, _) = tiny_network(6);
+    let texts: Vec<String> =
+        (0..100).map(|index| format!("{} {}", TEXTS[index % TEXTS.len()], "word ".repeat(index % 7))).collect();
+    let encoded: Vec<EncodedText> = texts.iter().map(|text| encoder.encode(text)).collect();
+    let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
+    let together = predict(&network, &encoded_refs);
+    for (index, text) in encoded.iter().enumerate() {
+        let alone = &predict(&network, &[text])[0];
+        assert_eq!(together[index].topic_index, alone.topic_index, "text {index}");
+        assert!((together[index].sentiment.negative - alone.sentiment.negative).abs() < 1e-5, "text {index}");
+    }
+}
