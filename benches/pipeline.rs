@@ -55,7 +55,7 @@ fn main() {
         send(&producer, "bench.in", &index.to_string(), payload.as_bytes());
     }
     producer.flush(Duration::from_secs(60)).unwrap();
-    let mut daemon = start_daemon(scratch.path(), &brokers, "bench.in", "bench.out", "bench-throughput");
+    let (mut daemon, _) = start_daemon(scratch.path(), &brokers, "bench.in", "bench.out", "bench-throughput");
     let records = read_until(&brokers, "bench.out", BACKLOG_MESSAGES, Duration::from_secs(600));
     let first = records.iter().map(|(timestamp, _)| *timestamp).min().unwrap();
     let last = records.iter().map(|(timestamp, _)| *timestamp).max().unwrap();
@@ -70,8 +70,9 @@ fn main() {
     stop(&mut daemon);
 
     // 2. Latency at a steady offered rate (a fresh daemon and topics).
-    let mut daemon = start_daemon(scratch.path(), &brokers, "latency.in", "latency.out", "bench-latency");
-    std::thread::sleep(Duration::from_secs(5)); // group join
+    let (mut daemon, port) = start_daemon(scratch.path(), &brokers, "latency.in", "latency.out", "bench-latency");
+    // Messages produced before the group join completes would wait for it and measure the join.
+    wait_until_assigned(port, Duration::from_secs(60));
     let total = (OFFERED_RATE * LATENCY_SECONDS as f64) as usize;
     // The reader runs while messages are produced: latency is produce -> record read back.
     let reader_brokers = brokers.clone();
@@ -130,7 +131,7 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &
     }
 }
 
-fn start_daemon(dir: &Path, brokers: &str, input: &str, output: &str, group: &str) -> Child {
+fn start_daemon(dir: &Path, brokers: &str, input: &str, output: &str, group: &str) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ninput_topics = [\"{input}\"]\noutput_topic = \"{output}\"\n\
@@ -141,12 +142,13 @@ fn start_daemon(dir: &Path, brokers: &str, input: &str, output: &str, group: &st
     );
     let path = dir.join(format!("{group}.toml"));
     std::fs::File::create(&path).unwrap().write_all(config.as_bytes()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_sentmon"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sentmon"))
         .args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, port)
 }
 
 fn stop(daemon: &mut Child) {
@@ -210,4 +212,23 @@ fn bench_texts() -> Vec<String> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|row| row["text"].as_str().map(str::to_string))
         .collect()
+}
+
+fn wait_until_assigned(port: u16, timeout: Duration) {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut response = String::new();
+            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.contains("\"assigned\"")
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the daemon was not assigned partitions within {timeout:?}");
 }
