@@ -16,6 +16,8 @@ const SPIKE_TOPIC: &str = "Fed | Central Banks";
 /// per-bucket rates).
 const SIMULATED_MINUTES: i64 = 16;
 const SIMULATED_RATE_PER_SECOND: i64 = 30;
+/// The feed pauses here, inside the spike, until the alert has fired.
+const FEED_PAUSE_AT_MINUTE: i64 = 12;
 
 /// Production's minute buckets compressed to 20 s so the test needs minutes of event time, not
 /// hours; the detector's rules are the production ones.
@@ -24,7 +26,9 @@ const DETECTION_SETTINGS: &str = r#"
 bucket_width_secs = 20
 view_widths_secs = [120, 600]
 allowed_lateness_secs = 5
-idle_close_delay_secs = 5
+# Event time alone closes the buckets here: the test pauses the stream while it looks at the
+# firing alert, and that pause must not push the watermark past the events still to come.
+idle_close_delay_secs = 3600
 
 [detector]
 view_width_secs = 120
@@ -53,7 +57,12 @@ fn an_injected_spike_fires_one_alert_for_its_topic_and_resolves_after_it() {
             ("stream".to_string(), message.to_json().into_bytes())
         })
         .collect();
-    produce_all(broker.bootstrap_servers(), &messages);
+    // The stream goes in two parts: up to a minute before the spike ends, then the rest once the
+    // alert has fired. Fed at once, the daemon can replay the whole backlog, firing and resolving,
+    // before the test looks at /metrics.
+    let (during_spike, after_spike) =
+        messages.split_at((FEED_PAUSE_AT_MINUTE * 60 * SIMULATED_RATE_PER_SECOND) as usize);
+    produce_all(broker.bootstrap_servers(), during_spike);
 
     let http_port = free_port();
     let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, DETECTION_SETTINGS);
@@ -70,6 +79,8 @@ fn an_injected_spike_fires_one_alert_for_its_topic_and_resolves_after_it() {
     let examples = firing["examples"].as_array().unwrap();
     assert!(!examples.is_empty() && examples[0]["text"].is_string(), "alerts carry example messages: {firing}");
     assert!(firing["model_version"].is_string());
+
+    produce_all(broker.bootstrap_servers(), after_spike);
 
     let resolved = wait_for_alert(&broker, "resolved", Duration::from_secs(90), &daemon);
     assert_eq!(resolved["topic"], SPIKE_TOPIC, "{resolved}");
