@@ -21,12 +21,13 @@ use crate::http::{self, Readiness};
 use crate::ingest::consumer::{ConsumerShared, KafkaSource};
 use crate::ingest::producer::KafkaSink;
 use crate::metrics::Metrics;
-use crate::model::worker::{ClassifiedBatch, HasText, InferencePool};
+use crate::model::worker::{ClassifiedBatch, HasText, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
 use crate::pipeline::decode::{self, DecodedMessage, InputMessage};
 use crate::pipeline::offsets::OffsetTracker;
 use crate::pipeline::record::{self, Classification};
 use crate::window::{ObserveOutcome, WindowStore};
+use crate::{registry, reload, schedule};
 
 /// Batches waiting for a model worker. Small: more only adds latency; one per worker plus one
 /// keeps every worker busy while the next batch is cut.
@@ -73,6 +74,8 @@ struct Shared {
     sink: KafkaSink,
     source: KafkaSource,
     offsets: Arc<Mutex<OffsetTracker>>,
+    /// The served model; hot reload swaps it between batches.
+    model: ModelSwitch,
     windows: Mutex<WindowStore>,
     detector: Mutex<SpikeDetector>,
     in_flight_records: Arc<Semaphore>,
@@ -101,14 +104,22 @@ pub async fn run(
         };
 
     let (results_sender, results) = mpsc::channel(INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1));
+    let model_path = config.model.path.clone();
+    let workers = config.model.workers;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let (_, bundle_dir) = registry::resolve_model_path(&model_path)?;
+        LoadedModel::load(&bundle_dir, workers, None)
+            .with_context(|| format!("failed to load the model from {}", bundle_dir.display()))
+    })
+    .await
+    .context("model loading panicked")??;
     let pool = InferencePool::<PendingMessage>::start(
-        &config.model.path,
-        config.model.workers,
+        loaded,
         INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
         results_sender,
-    )
-    .with_context(|| format!("failed to load the model from {}", config.model.path.display()))?;
-    let model = pool.model();
+    )?;
+    let model_switch = pool.switch();
+    let model = model_switch.current();
     metrics.set_model_version(&model.version);
     readiness.set_model_loaded(true);
     tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
@@ -134,6 +145,7 @@ pub async fn run(
         sink,
         source,
         offsets,
+        model: model_switch,
         windows: Mutex::new(windows),
         detector: Mutex::new(detector),
         in_flight_records: Arc::new(Semaphore::new(MAX_RECORDS_IN_FLIGHT)),
@@ -148,8 +160,16 @@ pub async fn run(
     let batch_task = tokio::spawn(cut_batches(Arc::clone(&shared), decoded, pool));
     let emit_task = tokio::spawn(emit_batches(Arc::clone(&shared), results));
     let aggregate_stop = CancellationToken::new();
-    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), model.version.clone(), aggregate_stop.clone()));
+    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), aggregate_stop.clone()));
     let broker_check_task = tokio::spawn(check_broker(Arc::clone(&shared), aggregate_stop.clone()));
+    let reload_task = tokio::spawn(reload::watch(
+        shared.config.model.path.clone(),
+        shared.model.clone(),
+        Arc::clone(&shared.metrics),
+        shared.config.model.watch_interval(),
+        aggregate_stop.clone(),
+    ));
+    let retrain_task = schedule::start_retrains(&shared.config, aggregate_stop.clone());
 
     shutdown.cancelled().await;
     tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "shutting down: draining");
@@ -173,8 +193,12 @@ pub async fn run(
     aggregate_stop.cancel();
     let _ = aggregate_task.await;
     let _ = broker_check_task.await;
+    let _ = reload_task.await;
+    if let Some(retrain_task) = retrain_task {
+        let _ = retrain_task.await;
+    }
     // Close the last full windows so their alerts are not lost with the process.
-    evaluate_windows(&shared, &model.version, now_ms()).await;
+    evaluate_windows(&shared, now_ms()).await;
     let flush_shared = Arc::clone(&shared);
     tokio::task::spawn_blocking(move || {
         if let Err(error) = flush_shared.sink.flush(Duration::from_secs(5)) {
@@ -392,7 +416,7 @@ async fn send_with_retry(
 }
 
 /// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets.
-async fn aggregate(shared: Arc<Shared>, model_version: String, stop: CancellationToken) {
+async fn aggregate(shared: Arc<Shared>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(AGGREGATE_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -400,21 +424,22 @@ async fn aggregate(shared: Arc<Shared>, model_version: String, stop: Cancellatio
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        evaluate_windows(&shared, &model_version, now_ms()).await;
+        evaluate_windows(&shared, now_ms()).await;
         shared.source.store_completed_offsets();
     }
 }
 
-async fn evaluate_windows(shared: &Shared, model_version: &str, now_ms: i64) {
+async fn evaluate_windows(shared: &Shared, now_ms: i64) {
     let closed = shared.windows.lock().expect("windows lock").advance(now_ms);
     if closed.is_empty() {
         return;
     }
+    let model_version = shared.model.current().version.clone();
     let mut alerts = Vec::new();
     {
         let mut detector = shared.detector.lock().expect("detector lock");
         for bucket in &closed {
-            if let Some(event) = detector.on_closed_bucket(bucket, model_version) {
+            if let Some(event) = detector.on_closed_bucket(bucket, &model_version) {
                 alerts.push(event);
             }
             for view in &bucket.views {

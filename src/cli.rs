@@ -56,6 +56,83 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Write the train/validation/test split that `train` uses, for comparing outside baselines.
     Split(SplitArgs),
+    /// Manage the model registry: list versions, add a bundle, promote, roll back.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Train on [retrain] data, score against the promoted model, promote if the gate passes.
+    #[command(
+        after_help = "Reads [model] path (a registry) and [retrain] from the same config file as `sentmon run`.\nRun it from cron, a systemd timer or a Kubernetes CronJob, or let the daemon run it (retrain.interval_secs).\nA running daemon picks the promoted model up within model.watch_interval_secs, or at once on SIGHUP."
+    )]
+    Retrain(RetrainArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the registry's versions, oldest first, with their figures; the promoted one is marked.
+    List(RegistryArgs),
+    /// Copy a bundle directory into the registry under its version (creating the registry if needed).
+    Add(ModelsAddArgs),
+    /// Point the registry at VERSION; a watching daemon swaps it in. An operator's override: no gate.
+    Promote(ModelsPromoteArgs),
+    /// Promote the version that was promoted before the current one.
+    Rollback(RegistryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry directory (the daemon's [model] path).
+    #[arg(long, value_name = "DIR", env = "SENTMON_REGISTRY")]
+    pub registry: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsAddArgs {
+    /// Bundle directory to add (model.json, tokenizer.json, weights.safetensors).
+    #[arg(value_name = "BUNDLE_DIR")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Also promote it.
+    #[arg(long)]
+    pub promote: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsPromoteArgs {
+    /// Version to promote (see `sentmon models list`).
+    #[arg(value_name = "VERSION")]
+    pub version: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// TOML config file, the same one `sentmon run` reads; SENTMON__SECTION__KEY variables override it.
+    #[arg(long, short, value_name = "FILE", env = "SENTMON_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// `sentmon train` options parsed from a list (`[retrain] train_options`), with the data,
+/// output and thread count that retrain manages put in front. Parsing with the same clap
+/// definition keeps one source of truth for training options and their defaults.
+pub fn parse_train_options(
+    data: &[PathBuf],
+    out: &std::path::Path,
+    threads: usize,
+    extra: &[String],
+) -> Result<TrainArgs, clap::Error> {
+    #[derive(Parser)]
+    #[command(name = "train")]
+    struct TrainCommandLine {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    let mut command_line: Vec<std::ffi::OsString> = vec!["train".into(), "--data".into()];
+    command_line.extend(data.iter().map(|path| path.as_os_str().to_owned()));
+    command_line.extend(["--out".into(), out.as_os_str().to_owned(), "--threads".into(), threads.to_string().into()]);
+    command_line.extend(extra.iter().map(Into::into));
+    TrainCommandLine::try_parse_from(command_line).map(|parsed| parsed.args)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -34,7 +34,13 @@ const ENV_LIST_SEPARATOR: &str = ",";
 
 /// Keys whose environment value is split on [`ENV_LIST_SEPARATOR`]: every `Vec` field of [`Config`].
 /// `config` compares them after lower-casing and turning `__` into `.`.
-const ENV_LIST_KEYS: [&str; 2] = ["kafka.input_topics", "windows.view_widths_secs"];
+const ENV_LIST_KEYS: [&str; 5] = [
+    "kafka.input_topics",
+    "windows.view_widths_secs",
+    "retrain.data",
+    "retrain.evaluation_data",
+    "retrain.train_options",
+];
 
 /// What replaces a secret pass-through option value in [`Config::redacted`].
 pub const REDACTED: &str = "<redacted>";
@@ -91,6 +97,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// The classifier model and its inference threads.
     pub model: ModelConfig,
+    /// Retraining into the model registry, by `sentmon retrain` or on a schedule.
+    pub retrain: RetrainConfig,
     /// Event-time windows that the negative rates are computed over.
     pub windows: WindowsConfig,
     /// Negative-spike detection.
@@ -101,6 +109,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The file this config was loaded from, if any: `sentmon run` hands it to the scheduled
+    /// `sentmon retrain` child so both read the same settings. Not a setting itself.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 /// `[kafka]`: where messages come from and go to.
@@ -274,13 +286,69 @@ pub struct ModelConfig {
     /// Inference threads; each owns a model copy and runs libtorch with one compute thread, so
     /// set it to the cores you give the model. Count, at least 1. Default 1.
     pub workers: usize,
+    /// How often the daemon re-reads the registry's pointer (or the bundle's model.json) to pick up
+    /// a newly promoted model, in seconds, at most 86400; 0 turns polling off (SIGHUP still reloads).
+    /// Default 10.
+    pub watch_interval_secs: u64,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("models/default"), workers: 1 }
+        Self { path: PathBuf::from("models/default"), workers: 1, watch_interval_secs: 10 }
     }
 }
+
+impl ModelConfig {
+    /// None when polling is off.
+    pub fn watch_interval(&self) -> Option<Duration> {
+        (self.watch_interval_secs > 0).then(|| Duration::from_secs(self.watch_interval_secs))
+    }
+}
+
+/// `[retrain]`: train -> evaluate -> gate -> promote into the registry that `[model] path` names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainConfig {
+    /// Labelled archives to train on: files or directories (JSONL, CSV, TSV, `.gz`), as for
+    /// `sentmon train --data`. Required by `sentmon retrain`. Default [].
+    pub data: Vec<PathBuf>,
+    /// The fixed, labelled evaluation set the gate scores the candidate and the promoted model on.
+    /// Keep it out of `data` and change it rarely: the gate compares figures on it. Required by
+    /// `sentmon retrain`. Default [].
+    pub evaluation_data: Vec<PathBuf>,
+    /// Largest allowed drop of either head's macro-F1 (candidate against promoted model, on
+    /// `evaluation_data`), as a fraction in [0, 1]: 0.01 is one point. Default 0.01.
+    pub max_macro_f1_drop: f64,
+    /// Extra `sentmon train` options, e.g. ["--epochs", "20", "--pretrain-epochs", "2"] (not
+    /// --data, --out or --threads, which retrain sets). Default [] (train's defaults).
+    pub train_options: Vec<String>,
+    /// libtorch compute threads for training. Count, at least 1. Default 1, so that a retrain
+    /// beside the daemon takes one core at most.
+    pub threads: usize,
+    /// Seconds between retrains run by the daemon itself, as a child process at the lowest CPU
+    /// priority; 0 means never (run `sentmon retrain` from cron, a systemd timer or a Kubernetes
+    /// CronJob instead), otherwise at least 60. Default 0.
+    pub interval_secs: u64,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        Self {
+            data: Vec::new(),
+            evaluation_data: Vec::new(),
+            max_macro_f1_drop: 0.01,
+            train_options: Vec::new(),
+            threads: 1,
+            interval_secs: 0,
+        }
+    }
+}
+
+/// Training options `retrain` sets itself, so `retrain.train_options` may not.
+const MANAGED_TRAIN_OPTIONS: [&str; 3] = ["--data", "--out", "--threads"];
+/// A daemon-scheduled retrain more often than this is a typo: training takes minutes.
+const MIN_RETRAIN_INTERVAL_SECS: u64 = 60;
+const MAX_WATCH_INTERVAL_SECS: u64 = 86_400;
 
 /// `[windows]`: event-time tumbling buckets rolled into sliding views.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -607,7 +675,9 @@ impl Config {
         let toml_text = std::fs::read_to_string(file_path)
             .map_err(|source| ConfigError::Read { path: file_path.to_owned(), source })?;
         let origin = format!("{} and SENTMON__* environment variables", file_path.display());
-        Self::from_sources(&toml_text, &origin, env_vars)
+        let mut loaded = Self::from_sources(&toml_text, &origin, env_vars)?;
+        loaded.source_file = Some(file_path.to_owned());
+        Ok(loaded)
     }
 
     /// Like [`Config::load`] but from TOML text and explicit environment variables, so tests never
@@ -670,6 +740,7 @@ impl Config {
         self.validate_batch_model_input(&mut issues);
         self.validate_windows(&mut issues);
         self.validate_detector(&mut issues);
+        self.validate_retrain(&mut issues);
         if self.http.listen_addr().is_err() {
             issues.push(ConfigIssue::new(
                 "http.listen",
@@ -747,12 +818,57 @@ impl Config {
         if self.model.workers == 0 {
             issues.push(ConfigIssue::new("model.workers", self.model.workers, "must be at least 1"));
         }
+        if self.model.watch_interval_secs > MAX_WATCH_INTERVAL_SECS {
+            let requirement = format!("must be at most {MAX_WATCH_INTERVAL_SECS} (a day); 0 turns polling off");
+            issues.push(ConfigIssue::new("model.watch_interval_secs", self.model.watch_interval_secs, requirement));
+        }
         if self.input.max_message_bytes == 0 {
             issues.push(ConfigIssue::new(
                 "input.max_message_bytes",
                 self.input.max_message_bytes,
                 "must be at least 1",
             ));
+        }
+    }
+
+    fn validate_retrain(&self, issues: &mut Vec<ConfigIssue>) {
+        let retrain = &self.retrain;
+        if !(0.0..=1.0).contains(&retrain.max_macro_f1_drop) {
+            let requirement = "must be a fraction in [0, 1], e.g. 0.01 for one point of macro-F1";
+            issues.push(ConfigIssue::new("retrain.max_macro_f1_drop", retrain.max_macro_f1_drop, requirement));
+        }
+        if retrain.threads == 0 {
+            issues.push(ConfigIssue::new("retrain.threads", 0, "must be at least 1"));
+        }
+        if retrain.interval_secs != 0 {
+            if retrain.interval_secs < MIN_RETRAIN_INTERVAL_SECS {
+                let requirement = format!("must be 0 (never) or at least {MIN_RETRAIN_INTERVAL_SECS}");
+                issues.push(ConfigIssue::new("retrain.interval_secs", retrain.interval_secs, requirement));
+            }
+            for (key, paths) in [("retrain.data", &retrain.data), ("retrain.evaluation_data", &retrain.evaluation_data)]
+            {
+                if paths.is_empty() {
+                    let requirement = "empty: a scheduled retrain (retrain.interval_secs > 0) needs labelled files";
+                    issues.push(ConfigIssue::new(key, paths, requirement));
+                }
+            }
+        }
+        for option in &retrain.train_options {
+            if MANAGED_TRAIN_OPTIONS
+                .iter()
+                .any(|managed| option == managed || option.starts_with(&format!("{managed}=")))
+            {
+                let requirement = "set by retrain itself: use retrain.data and retrain.threads";
+                issues.push(ConfigIssue::new("retrain.train_options", option, requirement));
+            }
+        }
+        if let Err(error) =
+            crate::cli::parse_train_options(&[PathBuf::from("data")], Path::new("out"), 1, &retrain.train_options)
+        {
+            let first_line =
+                error.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            let requirement = format!("not valid `sentmon train` options: {first_line} (see `sentmon train --help`)");
+            issues.push(ConfigIssue::new("retrain.train_options", &retrain.train_options, requirement));
         }
     }
 
@@ -1012,7 +1128,11 @@ mod tests {
             }
             let Some((key_part, _)) = uncommented.split_once('=') else { continue };
             let key = key_part.trim();
-            if !key.is_empty() && key.chars().all(|character| character.is_ascii_lowercase() || character == '_') {
+            if !key.is_empty()
+                && key
+                    .chars()
+                    .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_')
+            {
                 paths.push(format!("{section}.{key}"));
             }
         }
@@ -1223,6 +1343,21 @@ mod tests {
             (|config| config.batch.max_wait_ms = 60_001, "batch.max_wait_ms", "at most 60000"),
             (|config| config.model.path = PathBuf::new(), "model.path", "must not be empty"),
             (|config| config.model.workers = 0, "model.workers", "at least 1"),
+            (|config| config.model.watch_interval_secs = 86_401, "model.watch_interval_secs", "at most 86400"),
+            (|config| config.retrain.max_macro_f1_drop = 1.5, "retrain.max_macro_f1_drop", "fraction in [0, 1]"),
+            (|config| config.retrain.threads = 0, "retrain.threads", "at least 1"),
+            (|config| config.retrain.interval_secs = 30, "retrain.interval_secs", "0 (never) or at least 60"),
+            (|config| config.retrain.interval_secs = 3600, "retrain.data", "a scheduled retrain"),
+            (
+                |config| config.retrain.train_options = vec!["--out".into(), "elsewhere".into()],
+                "retrain.train_options",
+                "set by retrain itself",
+            ),
+            (
+                |config| config.retrain.train_options = vec!["--epochz".into(), "3".into()],
+                "retrain.train_options",
+                "not valid `sentmon train` options: unexpected argument '--epochz'",
+            ),
             (|config| config.windows.bucket_width_secs = 0, "windows.bucket_width_secs", "at least 1"),
             (|config| config.windows.view_widths_secs.clear(), "windows.view_widths_secs", "at least one view"),
             (

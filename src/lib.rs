@@ -18,5 +18,8 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod registry;
+pub mod reload;
+pub mod schedule;
 pub mod text;
 pub mod window;

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(&args),
         Command::Classify(args) => commands::classify::run(&args),
         Command::Split(args) => commands::split::run(&args),
+        Command::Models(command) => commands::models::run(&command),
+        Command::Retrain(args) => commands::retrain::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

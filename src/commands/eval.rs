@@ -6,6 +6,7 @@ use crate::cli::EvalArgs;
 use crate::dataset::{LabelledText, Task};
 use crate::evaluation::ConfusionMatrix;
 use crate::model::{self, Classifier, SENTIMENT_LABELS};
+use crate::registry::gate::HeadScores;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     model::set_compute_threads(std::thread::available_parallelism().map_or(1, usize::from));
@@ -35,6 +36,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Each head's macro-F1 on `examples`, for the quality gate; a head no example labels is None.
+pub(crate) fn head_scores(classifier: &Classifier, examples: &[LabelledText]) -> anyhow::Result<HeadScores> {
+    let mut scores = HeadScores::default();
+    for task in [Task::Topic, Task::Sentiment] {
+        if !examples.iter().any(|example| label_of(example, task).is_some()) {
+            continue;
+        }
+        let macro_f1 = confusion_matrix(classifier, examples, task, GATE_BATCH_SIZE)?.report(task.as_str()).macro_f1;
+        match task {
+            Task::Topic => scores.topic_macro_f1 = Some(macro_f1),
+            Task::Sentiment => scores.sentiment_macro_f1 = Some(macro_f1),
+        }
+    }
+    Ok(scores)
+}
+
+/// Texts per forward pass when scoring for the gate: eval's default.
+const GATE_BATCH_SIZE: usize = 256;
 
 fn label_of(example: &LabelledText, task: Task) -> Option<&str> {
     match task {

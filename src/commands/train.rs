@@ -7,10 +7,16 @@ use anyhow::{Context, bail};
 use crate::cli::TrainArgs;
 use crate::dataset::{self, LabelledText, Split};
 use crate::model::train::{TrainingExample, TrainingOptions, TrainingSet};
-use crate::model::{self, SENTIMENT_LABELS, TaskReports};
+use crate::model::{self, ModelManifest, SENTIMENT_LABELS, TaskReports};
 use crate::text::EncoderConfig;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    train_bundle(args, None).map(|_| ())
+}
+
+/// Trains and writes the bundle to `args.out`, recording `parent_version` (the model this one
+/// is meant to replace, for the registry's lineage). Progress and figures go to stderr.
+pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> anyhow::Result<ModelManifest> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     model::set_compute_threads(threads);
     let corpus = super::load_corpus(&args.data)?;
@@ -25,13 +31,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         threads
     );
     let options = training_options(args);
-    let trained = model::train::train(&training_set, &options)?;
+    let mut trained = model::train::train(&training_set, &options)?;
+    trained.manifest.parent_version = parent_version;
     let manifest = model::save_trained(trained, &args.out)
         .with_context(|| format!("failed to save the bundle to {}", args.out.display()))?;
     eprintln!("wrote model {} to {}", manifest.version, args.out.display());
     print_reports("validation", &manifest.validation);
     print_reports("test", &manifest.test);
-    Ok(())
+    Ok(manifest)
 }
 
 fn training_options(args: &TrainArgs) -> TrainingOptions {
