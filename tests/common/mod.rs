@@ -38,6 +38,12 @@ pub fn free_port() -> u16 {
 /// The daemon's config: fast group joins and commits so tests do not wait on defaults meant for
 /// production; `extra` is appended verbatim (TOML).
 pub fn write_config(dir: &Path, brokers: &str, http_port: u16, extra: &str) -> PathBuf {
+    write_config_serving(dir, brokers, http_port, &model_dir(), extra)
+}
+
+/// Like `write_config`, serving `model_path` (a bundle or a registry) instead of the shipped model.
+/// The daemon re-reads the model path every second, so promotions show up quickly.
+pub fn write_config_serving(dir: &Path, brokers: &str, http_port: u16, model_path: &Path, extra: &str) -> PathBuf {
     let config = format!(
         r#"
 [kafka]
@@ -58,6 +64,7 @@ max_message_bytes = 4096
 
 [model]
 path = "{model}"
+watch_interval_secs = 1
 
 [http]
 listen = "127.0.0.1:{http_port}"
@@ -66,11 +73,24 @@ listen = "127.0.0.1:{http_port}"
 grace_secs = 20
 {extra}
 "#,
-        model = model_dir().display()
+        model = model_path.display()
     );
     let path = dir.join(format!("sentmon-{http_port}.toml"));
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// Runs a sentmon command to completion and returns its output; panics with both streams if it fails.
+pub fn sentmon_ok(args: &[&str]) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_sentmon")).args(args).output().expect("sentmon runs");
+    assert!(
+        output.status.success(),
+        "sentmon {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// A running `sentmon run`; killed on drop so a failing test leaves nothing behind.
@@ -106,6 +126,18 @@ impl Daemon {
     /// Sum of a metric's samples (all label sets) in the current /metrics output.
     pub fn metric_sum(&self, name: &str) -> f64 {
         metric_sum(&self.metrics(), name)
+    }
+
+    /// Waits until one exact series (`name{labels}`) reaches `at_least`.
+    pub fn wait_for_series(&self, series: &str, at_least: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if metric_value(&self.metrics(), series) >= at_least {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{series} did not reach {at_least} within {timeout:?}; log:\n{}", self.log());
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
@@ -154,6 +186,15 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
         .filter(|line| line.starts_with(name) && matches!(line.as_bytes().get(name.len()), Some(b' ' | b'{')))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The value of one exact series line (`name{labels}`), 0 if absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A minimal HTTP/1.1 GET over loopback; `None` when nothing listens yet.
