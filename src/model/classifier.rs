@@ -59,6 +59,7 @@ impl Classifier {
             manifest.architecture.vocab_size,
             manifest.architecture.feature_buckets
         );
+        check_weights_size(directory, &manifest)?;
         let variables = VarStore::new(Device::Cpu);
         let network = Network::new(&variables.root(), &manifest.architecture);
         bundle::load_weights(directory, &variables)
@@ -92,6 +93,37 @@ impl Classifier {
     pub fn classify_encoded(&self, encoded: &[&EncodedText]) -> Vec<Prediction> {
         predict(&self.network, encoded)
     }
+}
+
+/// Most parameters a bundle may declare: 500 million, 2 GB as float32 in memory, 50 times the
+/// shipped model. A limit, so that a hostile model.json cannot make the loader allocate without end.
+const MAX_PARAMETERS: i64 = 500_000_000;
+
+/// Refuses a bundle whose declared sizes its weights file could not hold, before the network is
+/// built: building allocates every parameter, so a model.json declaring huge sizes would
+/// otherwise allocate gigabytes only to fail at the shape check.
+fn check_weights_size(directory: &Path, manifest: &ModelManifest) -> anyhow::Result<()> {
+    let parameters = manifest.architecture.parameter_count().filter(|&count| count <= MAX_PARAMETERS);
+    let Some(parameters) = parameters else {
+        anyhow::bail!(
+            "bundle {}: model.json declares more than {MAX_PARAMETERS} parameters; refusing to build it",
+            directory.display()
+        );
+    };
+    let weights_path = directory.join(bundle::WEIGHTS_FILE);
+    let weights_bytes = std::fs::metadata(&weights_path)
+        .with_context(|| format!("failed to read weights {}", weights_path.display()))?
+        .len();
+    // Weights are stored as float16: two bytes a parameter, plus the safetensors header.
+    let needed_bytes = parameters as u64 * 2;
+    anyhow::ensure!(
+        weights_bytes >= needed_bytes,
+        "bundle {}: {} holds {weights_bytes} bytes, too few for the parameter shapes model.json declares \
+         ({parameters} parameters, {needed_bytes} bytes as float16)",
+        directory.display(),
+        weights_path.display()
+    );
+    Ok(())
 }
 
 /// Texts per forward pass after sorting by length. Sorting makes each chunk's texts nearly the

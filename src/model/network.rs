@@ -36,6 +36,29 @@ pub struct Architecture {
     pub token_dropout: f64,
 }
 
+impl Architecture {
+    /// How many parameters the network built from these sizes has (None on overflow), so a
+    /// bundle can be checked against its weights file before anything is allocated.
+    pub fn parameter_count(&self) -> Option<i64> {
+        let lstm = |input: i64, hidden: i64| {
+            // w_ih [4H, input], w_hh [4H, H], b_ih and b_hh [4H].
+            4_i64.checked_mul(hidden)?.checked_mul(input.checked_add(hidden)?.checked_add(2)?)
+        };
+        let linear = |input: i64, output: i64| input.checked_add(1)?.checked_mul(output);
+        let pooled = pooled_width(self);
+        [
+            self.vocab_size.checked_mul(self.embedding_dim)?,
+            lstm(self.embedding_dim, self.hidden_size)?,
+            lstm(self.embedding_dim, self.hidden_size)?,
+            self.feature_buckets.checked_mul(self.feature_dim)?,
+            linear(pooled, self.topic_classes)?,
+            linear(pooled, self.sentiment_classes)?,
+        ]
+        .into_iter()
+        .try_fold(0_i64, i64::checked_add)
+    }
+}
+
 pub struct Network {
     token_embedding: nn::Embedding,
     forward_lstm: nn::LSTM,

@@ -169,6 +169,57 @@ fn a_bundle_whose_manifest_disagrees_with_its_weights_is_rejected() {
 }
 
 #[test]
+fn the_declared_parameter_count_matches_the_built_network() {
+    let (variables, _network, _encoder, architecture) = tiny_network(6);
+    let built: i64 = variables.variables().values().map(Tensor::numel).map(|count| count as i64).sum();
+    assert_eq!(architecture.parameter_count(), Some(built));
+}
+
+#[test]
+fn a_bundle_declaring_huge_sizes_is_rejected_before_anything_is_allocated() {
+    let (variables, _network, encoder, architecture) = tiny_network(7);
+    let directory = tempfile::tempdir().unwrap();
+    bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture)).unwrap();
+    let manifest_path = directory.path().join(bundle::MANIFEST_FILE);
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    // Sizes each within its own bound that the weights file cannot hold: about 1 GB if built.
+    for field in ["embedding_dim", "hidden_size", "feature_dim"] {
+        manifest["architecture"][field] = serde_json::json!(4096);
+    }
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("sizes the weights cannot hold must not load");
+    assert!(format!("{error:#}").contains("too few for the parameter shapes"), "{error:#}");
+
+    // And beyond any weights file: 10,000 topics on top of those sizes.
+    let labels: Vec<String> = (0..10_000).map(|index| format!("topic {index}")).collect();
+    manifest["architecture"]["topic_classes"] = serde_json::json!(labels.len());
+    manifest["topic_labels"] = serde_json::json!(labels);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("a huge declared model must not load");
+    assert!(format!("{error:#}").contains("more than 500000000 parameters"), "{error:#}");
+}
+
+#[test]
+fn a_weights_file_with_a_hostile_header_is_rejected() {
+    let (variables, _network, encoder, architecture) = tiny_network(8);
+    let directory = tempfile::tempdir().unwrap();
+    bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture)).unwrap();
+    let weights_path = directory.path().join(bundle::WEIGHTS_FILE);
+    let mut weights = std::fs::read(&weights_path).unwrap();
+    // The first 8 bytes give the JSON header's length: claim an absurd one.
+    weights[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    std::fs::write(&weights_path, &weights).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("a lying header must not load");
+    assert!(format!("{error:#}").contains("weights"), "{error:#}");
+    // A header that is not JSON at all.
+    weights[..8].copy_from_slice(&16_u64.to_le_bytes());
+    weights[8..24].copy_from_slice(b"not json at all!");
+    std::fs::write(&weights_path, &weights).unwrap();
+    assert!(Classifier::load(directory.path()).is_err());
+}
+
+#[test]
 fn predictions_of_a_large_batch_are_in_input_order_whatever_the_length_sorting() {
     let (_variables, network, encoder, _) = tiny_network(6);
     let texts: Vec<String> =
