@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(&args),
         Command::Classify(args) => commands::classify::run(&args),
         Command::Split(args) => commands::split::run(&args),
+        Command::Archive(args) => commands::archive::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
