@@ -256,4 +256,23 @@ fn sigterm_under_load_archives_exactly_the_records_it_emitted() {
     println!("{produced} produced, {} emitted, {} archived in {} files", emitted.len(), archived.len(), visible.len());
     assert!(archived.len() > 100 && archived.len() <= produced);
     assert_eq!(archived, emitted, "every emitted record is archived once, and nothing else");
+
+    // What analysts do next: export a sample to label; untouched, it is text without labels.
+    let to_label = scratch.path().join("to-label.csv");
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_sentmon"))
+        .args(["archive", "export", "--sample", "50", "--seed", "3", "--from"])
+        .arg(&archive_directory)
+        .arg("--out")
+        .arg(&to_label)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let exported = sentmon::dataset::load_labelled(
+        std::slice::from_ref(&to_label),
+        &sentmon::dataset::ColumnNames::default(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(exported.examples.len(), 50);
+    assert!(exported.examples.iter().all(|example| example.topic.is_none() && example.sentiment.is_none()));
 }
