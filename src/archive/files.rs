@@ -87,36 +87,43 @@ pub enum Leftover {
 pub fn recover_leftovers(directory: &Path) -> io::Result<Vec<Leftover>> {
     let mut outcomes = Vec::new();
     for partition in partition_directories(directory)? {
-        let mut temp_names = Vec::new();
+        // (final name, is an interrupted recovery's copy) of every temporary file of ours.
+        let mut leftovers = Vec::new();
         for entry in fs::read_dir(&partition)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
-                temp_names.push(name);
+            let Some(hidden_name) = name.strip_prefix('.') else { continue };
+            if let Some(final_name) = hidden_name.strip_suffix(RECOVERING_SUFFIX) {
+                leftovers.push((final_name.to_owned(), true));
+            } else if let Some(final_name) = hidden_name.strip_suffix(TEMP_SUFFIX) {
+                leftovers.push((final_name.to_owned(), false));
             }
         }
-        temp_names.sort();
+        // Only files this module names; anything else hidden there is not ours to touch.
+        leftovers.retain(|(final_name, _)| final_name.starts_with(FILE_PREFIX) && is_archive_file_name(final_name));
         // Interrupted recoveries first, so their names are free when their originals are redone.
-        temp_names.sort_by_key(|name| !name.ends_with(RECOVERING_SUFFIX));
-        for temp_name in temp_names {
-            let leftover = partition.join(&temp_name);
-            let outcome = match temp_name.strip_suffix(RECOVERING_SUFFIX) {
-                Some(_) => {
-                    fs::remove_file(&leftover)?;
-                    Leftover::RemovedDuplicate { leftover }
-                }
-                None => recover_one(&partition, &temp_name, leftover)?,
+        leftovers.sort_by(|(name, recovering), (other_name, other_recovering)| {
+            other_recovering.cmp(recovering).then_with(|| name.cmp(other_name))
+        });
+        let outcomes_before = outcomes.len();
+        for (final_name, recovering) in leftovers {
+            let outcome = if recovering {
+                let leftover = partition.join(recovering_file_name(&final_name));
+                fs::remove_file(&leftover)?;
+                Leftover::RemovedDuplicate { leftover }
+            } else {
+                recover_one(&partition, &final_name)?
             };
             outcomes.push(outcome);
         }
-        if !outcomes.is_empty() {
+        if outcomes.len() > outcomes_before {
             sync_directory(&partition)?;
         }
     }
     Ok(outcomes)
 }
 
-fn recover_one(partition: &Path, temp_name: &str, leftover: PathBuf) -> io::Result<Leftover> {
-    let final_name = &temp_name[1..temp_name.len() - TEMP_SUFFIX.len()];
+fn recover_one(partition: &Path, final_name: &str) -> io::Result<Leftover> {
+    let leftover = partition.join(temp_file_name(final_name));
     let final_path = partition.join(final_name);
     if final_path.exists() {
         fs::remove_file(&leftover)?;
@@ -293,6 +300,9 @@ pub(crate) mod tests {
         fs::write(partition.join(done_name), flushed_gzip(&json_lines(4))).unwrap();
         let done_leftover = partition.join(temp_file_name(done_name));
         write_cut(&done_leftover, &flushed_gzip(&json_lines(4)), 40);
+        // Not a name this module gives: left alone.
+        fs::write(partition.join(".notes.tmp"), "someone else's").unwrap();
+        fs::write(partition.join(".tmp"), "").unwrap();
 
         let outcomes = recover_leftovers(directory.path()).unwrap();
         assert_eq!(
@@ -307,7 +317,7 @@ pub(crate) mod tests {
         let mut names: Vec<String> =
             fs::read_dir(&partition).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
-        assert_eq!(names, [original_name, done_name]);
+        assert_eq!(names, [".notes.tmp", ".tmp", original_name, done_name]);
         assert_eq!(decode_complete(&partition.join(done_name)).unwrap().lines().count(), 4, "left untouched");
     }
 

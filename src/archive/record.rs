@@ -35,8 +35,8 @@ pub struct ArchiveRecord {
     /// enriched record).
     #[serde(default)]
     pub event_time: Option<String>,
-    /// When sentmon classified the message (RFC 3339, UTC, milliseconds); archive partitions are
-    /// dated by this clock.
+    /// When sentmon emitted the enriched record (RFC 3339, UTC, milliseconds). The row's
+    /// partition is the UTC date it was written, moments later.
     #[serde(default)]
     pub processed_at: Option<String>,
     pub predicted: Predicted,
