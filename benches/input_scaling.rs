@@ -13,13 +13,16 @@ use sentmon::pipeline::decode::{InputMessage, decode};
 use sentmon::text::TextEncoder;
 
 const SIZES_MIB: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// A payload shape: its name, how it is decoded, and how to build one of about N bytes.
+type Shape = (&'static str, InputFormat, fn(usize) -> Vec<u8>);
 const REPEATS: usize = 5;
 
 fn main() {
     let quick = !std::env::args().any(|argument| argument == "--bench");
     let encoder = TextEncoder::load_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/tokenizer.json"))
         .expect("the shipped tokenizer loads");
-    let shapes: [(&str, InputFormat, fn(usize) -> Vec<u8>); 3] = [
+    let shapes: [Shape; 3] = [
         ("JSON, plain words", InputFormat::Json, |bytes| json_payload(&"Fed hikes rates again ".repeat(bytes / 22))),
         ("JSON, every char escaped", InputFormat::Json, |bytes| {
             format!("{{\"text\": \"{}\"}}", "\\u00e9\\u4e2d".repeat(bytes / 12)).into_bytes()

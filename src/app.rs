@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertEvent, AlertKind, SpikeDetector};
+use crate::archive::{self, ArchiveRecord, ArchiveSink};
 use crate::config::Config;
 use crate::http::{self, Readiness};
 use crate::ingest::consumer::{ConsumerShared, KafkaSource};
@@ -80,6 +81,8 @@ struct Shared {
     detector: Mutex<SpikeDetector>,
     in_flight_records: Arc<Semaphore>,
     observers: Observers,
+    /// Where acknowledged records are archived, when `[archive]` names a directory.
+    archive: Option<ArchiveSink>,
     /// Cancelled only when a drain runs out of time: stops produce retries.
     abandon: CancellationToken,
 }
@@ -138,6 +141,11 @@ pub async fn run(
         .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
     let detector = SpikeDetector::new(config.detector.to_detector_config())
         .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?;
+    let (archive_sink, archive_thread) = match archive::WriterSettings::from_config(&config.archive) {
+        Some(settings) => Some(archive::start(settings, Arc::clone(&metrics)).await?),
+        None => None,
+    }
+    .unzip();
     let shared = Arc::new(Shared {
         config,
         metrics,
@@ -150,6 +158,7 @@ pub async fn run(
         detector: Mutex::new(detector),
         in_flight_records: Arc::new(Semaphore::new(MAX_RECORDS_IN_FLIGHT)),
         observers,
+        archive: archive_sink,
         abandon: CancellationToken::new(),
     });
     tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
@@ -178,6 +187,11 @@ pub async fn run(
         let mut dead_letters = consume_task.await.context("consumer task failed")?;
         batch_task.await.context("batcher task failed")??;
         emit_task.await.context("emit task failed")?;
+        // Every acknowledged record is queued by now; a drain that runs out of time before this
+        // leaves the open file to be recovered at the next start.
+        if let Some(archive_thread) = archive_thread {
+            archive_thread.close().await;
+        }
         while dead_letters.join_next().await.is_some() {}
         anyhow::Ok(())
     };
@@ -345,13 +359,21 @@ async fn emit_batches(shared: Arc<Shared>, mut results: mpsc::Receiver<Classifie
                     sentiment_probabilities: prediction.sentiment,
                     model_version: &model.version,
                 };
-                let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, now_ms());
+                let processed_at_ms = now_ms();
+                let payload =
+                    record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
                 let output_topic = &task_shared.config.kafka.output_topic;
                 let key = pending.message.key.as_deref();
                 if send_with_retry(&task_shared, "enriched", output_topic, key, &payload, &[]).await {
                     task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
                     task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
                     count_in_windows(&task_shared, &pending, &classification, &payload).await;
+                    if let Some(archive) = &task_shared.archive {
+                        let archived =
+                            ArchiveRecord::new(&pending.message, &pending.decoded, &classification, processed_at_ms);
+                        // Before the offset is released: a stalled archive holds back consumption.
+                        archive.archive(archived).await;
+                    }
                     complete_offset(&task_shared, &pending.message);
                 }
                 drop(permit);

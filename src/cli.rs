@@ -64,6 +64,8 @@ pub enum Command {
         after_help = "Reads [model] path (a registry) and [retrain] from the same config file as `sentmon run`.\nRun it from cron, a systemd timer or a Kubernetes CronJob, or let the daemon run it (retrain.interval_secs).\nA running daemon picks the promoted model up within model.watch_interval_secs, or at once on SIGHUP."
     )]
     Retrain(RetrainArgs),
+    /// Work with the stream archive that `run` writes ([archive] in the config).
+    Archive(ArchiveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,4 +358,39 @@ pub struct ReplayArgs {
     /// JSON field whose value becomes the Kafka message key (default: no key).
     #[arg(long)]
     pub key_field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[command(subcommand)]
+    pub command: ArchiveCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Write a sample of archived messages as CSV for labelling (docs/LABELLING.md).
+    #[command(
+        after_help = "The CSV has empty topic and sentiment columns to fill, and the model's predictions as hints \
+                      (predicted_*, ignored by training). Texts are deduplicated after normalisation (case, URLs, \
+                      punctuation) and drawn equally from each predicted topic, so rare topics get labelled too.\n\n\
+                      Example:\n  sentmon archive export --from /var/lib/sentmon/archive --sample 500 --out to-label.csv\n  \
+                      (label it, then) sentmon train --data labelled.csv ../shared/data/en --out models/candidate"
+    )]
+    Export(ArchiveExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveExportArgs {
+    /// Archive directories (read recursively) or .jsonl.gz files; files being written (hidden .tmp) are skipped.
+    #[arg(long = "from", required = true, num_args = 1.., value_name = "PATH")]
+    pub from: Vec<PathBuf>,
+    /// Rows to export (fewer when the archive has fewer distinct texts).
+    #[arg(long, default_value_t = 500)]
+    pub sample: usize,
+    /// Seed of the sampling: the same archive and seed give the same rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// CSV file to write; an existing file is never replaced (it may hold labels).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }

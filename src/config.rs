@@ -109,6 +109,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The stream archive that analysts label (docs/LABELLING.md).
+    pub archive: ArchiveConfig,
     /// The file this config was loaded from, if any: `sentmon run` hands it to the scheduled
     /// `sentmon retrain` child so both read the same settings. Not a setting itself.
     #[serde(skip)]
@@ -610,6 +612,34 @@ impl TryFrom<String> for LogFormat {
     }
 }
 
+/// `[archive]`: every classified message written to rotating, date-partitioned `.jsonl.gz` files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Directory of the archive: `DIR/YYYY-MM-DD/sentmon-<start>-<seq>.jsonl.gz`, dated by the UTC
+    /// day the messages were processed. Relative paths are resolved from the working directory.
+    /// Each replica needs its own directory. Default: none, archiving is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<PathBuf>,
+    /// A file is completed once this many bytes of JSON lines (uncompressed) went into it, in
+    /// bytes, at least 1. Default 67 108 864 (64 MiB, about 10 MiB compressed): a file a labelling
+    /// tool opens at once.
+    pub rotate_max_bytes: u64,
+    /// A file is completed this long after it was opened, in seconds, at least 1, even when the
+    /// stream is quiet; files are also completed at UTC midnight. Default 3600: an hour's
+    /// messages become visible within the hour.
+    pub rotate_max_age_secs: u64,
+    /// Date partitions older than this many days (today included) are deleted, at start and at
+    /// each new day, in days; 0 keeps everything. Default 30.
+    pub retention_days: u32,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self { directory: None, rotate_max_bytes: 64 * 1024 * 1024, rotate_max_age_secs: 3600, retention_days: 30 }
+    }
+}
+
 /// One problem found by [`Config::validate`]: `key = value: requirement`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -751,6 +781,7 @@ impl Config {
         if self.log.level.trim().is_empty() {
             issues.push(ConfigIssue::new("log.level", &self.log.level, "must not be empty: use e.g. \"info\""));
         }
+        self.validate_archive(&mut issues);
         if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 
@@ -949,6 +980,23 @@ impl Config {
         }
     }
 
+    fn validate_archive(&self, issues: &mut Vec<ConfigIssue>) {
+        let archive = &self.archive;
+        if archive.directory.as_ref().is_some_and(|directory| directory.as_os_str().is_empty()) {
+            issues.push(ConfigIssue::new(
+                "archive.directory",
+                "",
+                "must not be empty: give a directory, or leave the key out to turn archiving off",
+            ));
+        }
+        if archive.rotate_max_bytes == 0 {
+            issues.push(ConfigIssue::new("archive.rotate_max_bytes", 0, "must be at least 1"));
+        }
+        if archive.rotate_max_age_secs == 0 {
+            issues.push(ConfigIssue::new("archive.rotate_max_age_secs", 0, "must be at least 1"));
+        }
+    }
+
     /// A copy with every secret pass-through option value replaced by [`REDACTED`].
     pub fn redacted(&self) -> Config {
         let mut redacted_config = self.clone();
@@ -1078,6 +1126,11 @@ mod tests {
         assert_eq!(loaded.http.listen_addr().unwrap(), "127.0.0.1:9898".parse().unwrap());
         assert_eq!(loaded.shutdown.grace(), Duration::from_secs(30));
         assert_eq!((loaded.log.format, loaded.log.level.as_str()), (LogFormat::Text, "info"));
+        assert_eq!(loaded.archive.directory, None, "archiving is off unless a directory is given");
+        assert_eq!(
+            (loaded.archive.rotate_max_bytes, loaded.archive.rotate_max_age_secs, loaded.archive.retention_days),
+            (64 * 1024 * 1024, 3600, 30)
+        );
     }
 
     #[test]
@@ -1143,6 +1196,7 @@ mod tests {
     fn example_file_documents_every_field() {
         let mut every_field = Config::default();
         every_field.kafka.late_topic = Some("sentmon.late".to_owned());
+        every_field.archive.directory = Some(PathBuf::from("/var/lib/sentmon/archive"));
         let serialised: toml::Table = toml::from_str(&every_field.to_redacted_toml().unwrap()).unwrap();
         let mut field_paths = Vec::new();
         key_paths(&serialised, "", &mut field_paths);
@@ -1396,6 +1450,9 @@ mod tests {
             (|config| config.http.listen = "nope".into(), "http.listen", "not a socket address like 127.0.0.1:9898"),
             (|config| config.http.listen = "localhost:9898".into(), "http.listen", "IP literal"),
             (|config| config.log.level = " ".into(), "log.level", "must not be empty"),
+            (|config| config.archive.directory = Some(PathBuf::new()), "archive.directory", "leave the key out"),
+            (|config| config.archive.rotate_max_bytes = 0, "archive.rotate_max_bytes", "at least 1"),
+            (|config| config.archive.rotate_max_age_secs = 0, "archive.rotate_max_age_secs", "at least 1"),
         ];
         for (break_config, expected_key, expected_fix) in cases {
             let mut config = minimal_config();

@@ -206,7 +206,7 @@ fn collect_directory(directory: &Path, files: &mut Vec<PathBuf>) -> anyhow::Resu
 }
 
 /// Expands the given paths into the ordered list of files to read.
-fn resolve_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn resolve_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     if paths.is_empty() {
         bail!("no labelled data paths given");
     }
@@ -597,7 +597,7 @@ impl SplitFractions {
 }
 
 /// FNV-1a, 64-bit.
-fn fnv1a_64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod app;
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Split(args) => commands::split::run(&args),
         Command::Models(command) => commands::models::run(&command),
         Command::Retrain(args) => commands::retrain::run(&args),
+        Command::Archive(args) => commands::archive::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

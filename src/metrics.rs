@@ -87,6 +87,16 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// Always 1; the crate version that is running. Labels: `version`.
     pub build_info: IntGaugeVec,
+    /// Classified messages written into archive files (`[archive]`).
+    pub archive_records: IntCounter,
+    /// Archive files completed and made visible, including files recovered from a crash.
+    pub archive_files: IntCounter,
+    /// Archive I/O errors (each abandons the open file; its flushed part is recovered at the next
+    /// start).
+    pub archive_errors: IntCounter,
+    /// Classified messages not archived because writing was failing, or because they arrived
+    /// after the archive closed (a drain that ran out of time).
+    pub archive_records_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -243,6 +253,25 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("sentmon_build_info", "Always 1; the running crate version."), &["version"])?,
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let archive_records = register(
+            &registry,
+            IntCounter::with_opts(Opts::new("sentmon_archive_records_total", "Messages written to archive files."))?,
+        )?;
+        let archive_files = register(
+            &registry,
+            IntCounter::with_opts(Opts::new("sentmon_archive_files_total", "Archive files completed."))?,
+        )?;
+        let archive_errors = register(
+            &registry,
+            IntCounter::with_opts(Opts::new("sentmon_archive_errors_total", "Archive I/O errors."))?,
+        )?;
+        let archive_records_dropped = register(
+            &registry,
+            IntCounter::with_opts(Opts::new(
+                "sentmon_archive_records_dropped_total",
+                "Messages not archived because writing failed or the archive had closed.",
+            ))?,
+        )?;
 
         Ok(Metrics {
             registry,
@@ -270,6 +299,10 @@ impl Metrics {
             commit_failures,
             ready,
             build_info,
+            archive_records,
+            archive_files,
+            archive_errors,
+            archive_records_dropped,
         })
     }
 
@@ -373,6 +406,10 @@ mod tests {
         ("sentmon_offset_commit_failures_total", "counter"),
         ("sentmon_ready", "gauge"),
         ("sentmon_build_info", "gauge"),
+        ("sentmon_archive_records_total", "counter"),
+        ("sentmon_archive_files_total", "counter"),
+        ("sentmon_archive_errors_total", "counter"),
+        ("sentmon_archive_records_dropped_total", "counter"),
     ];
 
     #[test]

@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns validated CLI arguments into work and output.
 
+pub mod archive;
 pub mod broker;
 pub mod check_config;
 pub mod classify;

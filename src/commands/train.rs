@@ -30,6 +30,12 @@ pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> 
         training_set.test.len(),
         threads
     );
+    let unlabelled = unlabelled_training_texts(&training_set);
+    if unlabelled > 0 {
+        // Archive rows nobody labelled land here: their predictions are never labels.
+        let use_note = if args.pretrain_epochs > 0 { "" } else { ", which is off (see --pretrain-epochs)" };
+        eprintln!("{unlabelled} training texts have no label: they serve only language-model pretraining{use_note}");
+    }
     let options = training_options(args);
     let mut trained = model::train::train(&training_set, &options)?;
     trained.manifest.parent_version = parent_version;
@@ -130,11 +136,59 @@ fn build_training_set(
     })
 }
 
+/// Training-split texts with neither label: the pretraining reads them, fine-tuning skips them.
+fn unlabelled_training_texts(training_set: &TrainingSet) -> usize {
+    training_set.train.iter().filter(|example| example.topic.is_none() && example.sentiment.is_none()).count()
+}
+
 fn print_reports(split_name: &str, reports: &TaskReports) {
     for report in [&reports.topic, &reports.sentiment].into_iter().flatten() {
         eprintln!(
             "{split_name} {}: n {} accuracy {:.4} macro-F1 {:.4}",
             report.task, report.n, report.accuracy, report.macro_f1
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+    use crate::archive::record::tests::sample_record;
+    use crate::dataset::{ColumnNames, SplitFractions};
+
+    /// Issue 5: an archive row carries the model's predictions; training must see it as text only.
+    #[test]
+    fn an_unlabelled_archive_row_is_text_for_pretraining_not_a_labelled_example() {
+        let directory = tempfile::tempdir().unwrap();
+        let labelled = directory.path().join("labelled.jsonl");
+        std::fs::write(
+            &labelled,
+            "{\"text\": \"Fed raises rates again\", \"topic\": \"Fed | Central Banks\"}\n\
+             {\"text\": \"Lender collapses\", \"sentiment\": \"negative\"}\n",
+        )
+        .unwrap();
+        let archive_file = directory.path().join("2026-11-26/sentmon-20261126T100000Z-000001.jsonl.gz");
+        std::fs::create_dir_all(archive_file.parent().unwrap()).unwrap();
+        let mut encoder = GzEncoder::new(std::fs::File::create(&archive_file).unwrap(), Compression::default());
+        let archived = sample_record("a1", "Oil slides on supply glut", "Energy | Oil");
+        writeln!(encoder, "{}", serde_json::to_string(&archived).unwrap()).unwrap();
+        encoder.finish().unwrap();
+
+        let corpus =
+            dataset::load_labelled(&[labelled, directory.path().join("2026-11-26")], &ColumnNames::default(), true)
+                .unwrap();
+        let everything_trains = SplitFractions { validation: 0.0, test: 0.0 };
+        let training_set =
+            build_training_set(corpus.examples, everything_trains, corpus.digest, &corpus.files).unwrap();
+        assert_eq!(training_set.topic_labels, ["Fed | Central Banks"], "the prediction is not a topic class");
+        let archived_example =
+            training_set.train.iter().find(|example| example.text == archived.text).expect("archive text is kept");
+        assert_eq!((archived_example.topic, archived_example.sentiment), (None, None));
+        assert_eq!(unlabelled_training_texts(&training_set), 1);
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -14,7 +14,7 @@ use super::network::Network;
 use crate::text::{EncodedText, TextEncoder};
 
 /// Probabilities of the three sentiment classes, in `bundle::SENTIMENT_LABELS` order.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SentimentProbabilities {
     pub negative: f32,
     pub neutral: f32,

@@ -126,10 +126,12 @@ fn probability_value(probability: f32) -> Value {
 /// `2024-01-02T03:04:05.678Z`. `null` only for a time beyond chrono's range of ±262 000 years, which no clock gives
 /// and decoding never produces.
 fn rfc3339_milliseconds(time_ms: i64) -> Value {
-    match DateTime::from_timestamp_millis(time_ms) {
-        Some(date_time) => Value::String(date_time.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        None => Value::Null,
-    }
+    rfc3339_milliseconds_text(time_ms).map_or(Value::Null, Value::String)
+}
+
+/// The text of [`rfc3339_milliseconds`], for other writers of the same time format (the stream archive).
+pub fn rfc3339_milliseconds_text(time_ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(time_ms).map(|date_time| date_time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 #[cfg(test)]
