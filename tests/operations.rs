@@ -19,7 +19,9 @@ const ALERTMANAGER_CONFIG: &str = "deploy/alertmanager/alertmanager.yml";
 #[test]
 fn promtool_accepts_the_prometheus_config_and_its_rules() {
     let Some(promtool) = tool_or_skip(&["promtool"], "prometheus") else { return };
-    let output = run_ok(Command::new(&promtool).args(["check", "config"]).arg(repo_root().join("deploy/prometheus/prometheus.yml")));
+    let output = run_ok(
+        Command::new(&promtool).args(["check", "config"]).arg(repo_root().join("deploy/prometheus/prometheus.yml")),
+    );
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(report.contains("SUCCESS: 1 rule files found"), "the config loads the rule file:\n{report}");
     run_ok(Command::new(&promtool).args(["check", "rules"]).arg(repo_root().join(RULES)));
@@ -100,8 +102,9 @@ fn the_spike_alert_has_for_keep_firing_for_and_all_three_gates() {
 fn rules_and_dashboard_use_only_metrics_that_sentmon_exports() {
     let metrics_source = read_repo_file("src/metrics.rs");
     let exported: BTreeSet<String> = sentmon_identifiers(&metrics_source).into_iter().collect();
-    let histograms = ["sentmon_batch_size_messages", "sentmon_inference_duration_seconds", "sentmon_end_to_end_latency_seconds"];
-    for file in [RULES, RULE_TESTS, "deploy/grafana/dashboards/sentmon.json"] {
+    let histograms =
+        ["sentmon_batch_size_messages", "sentmon_inference_duration_seconds", "sentmon_end_to_end_latency_seconds"];
+    for file in [RULES, RULE_TESTS, DASHBOARD] {
         for name in sentmon_identifiers(&read_repo_file(file)) {
             let base = ["_bucket", "_sum", "_count"]
                 .iter()
@@ -124,8 +127,8 @@ fn sentmon_identifiers(text: &str) -> Vec<String> {
         while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
             end += 1;
         }
-        let preceded_by_identifier =
-            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':');
+        let preceded_by_identifier = start > 0
+            && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':');
         let followed_by_colon = bytes.get(end) == Some(&b':');
         if !preceded_by_identifier && !followed_by_colon {
             names.push(text[start..end].to_string());
@@ -157,7 +160,10 @@ fn alertmanager_routes_by_severity_groups_by_topic_and_inhibits_consequences() {
     for (labels, receiver) in [
         (&["alertname=SentmonDown", "severity=critical", "job=sentmon"][..], "on-call-pager"),
         (&["alertname=SentmonStalled", "severity=critical", "job=sentmon"][..], "on-call-pager"),
-        (&["alertname=SentimentNegativeSpike", "severity=warning", "team=analysts", "topic=Macro"][..], "analysts-chat"),
+        (
+            &["alertname=SentimentNegativeSpike", "severity=warning", "team=analysts", "topic=Macro"][..],
+            "analysts-chat",
+        ),
         (&["alertname=SentmonConsumerLagGrowing", "severity=warning", "job=sentmon"][..], "operations-chat"),
     ] {
         run_ok(
@@ -173,7 +179,8 @@ fn alertmanager_routes_by_severity_groups_by_topic_and_inhibits_consequences() {
 fn the_notification_template_names_the_topic_the_rates_and_the_dashboard() {
     let Some(amtool) = tool_or_skip(&["amtool"], "prometheus-alertmanager") else { return };
     let scratch = tempfile::tempdir().unwrap();
-    let summary = "negative spike on topic Fed | Central Banks: negative rate 41% vs 12% baseline (z=5.3, 230 messages in 5m)";
+    let summary =
+        "negative spike on topic Fed | Central Banks: negative rate 41% vs 12% baseline (z=5.3, 230 messages in 5m)";
     let dashboard = "https://grafana.example.com/d/sentmon-overview/sentmon?var-topic=Fed+%7C+Central+Banks";
     let alert = serde_json::json!({
         "status": "firing",
@@ -204,5 +211,110 @@ fn the_notification_template_names_the_topic_the_rates_and_the_dashboard() {
     let text = render(r#"{{ template "sentmon.text" . }}"#);
     for expected in [summary, "Topic: Fed | Central Banks", &format!("Dashboard: {dashboard}"), "Runbook: https://"] {
         assert!(text.contains(expected), "the message lacks {expected:?}:\n{text}");
+    }
+}
+
+const DASHBOARD: &str = "deploy/grafana/dashboards/sentmon.json";
+
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(&read_repo_file(DASHBOARD)).expect("the dashboard is JSON")
+}
+
+/// The number after `<recorded series> >` in the spike alert's expression.
+fn spike_threshold(series: &str) -> f64 {
+    let alerts = alert_rules(&yaml_file(RULES));
+    let (_, spike) = alerts.iter().find(|(name, _)| name == "SentimentNegativeSpike").unwrap();
+    let expression = spike["expr"].as_str().unwrap();
+    let after =
+        expression.split(&format!("{series} >")).nth(1).unwrap_or_else(|| panic!("no `{series} >` in {expression}"));
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn grafana_provisioning_points_at_the_dashboards_and_the_datasource_the_panels_name() {
+    let datasources = yaml_file("deploy/grafana/provisioning/datasources/prometheus.yml");
+    let datasource = &datasources["datasources"][0];
+    assert_eq!(datasource["type"].as_str(), Some("prometheus"));
+    let uid = datasource["uid"].as_str().unwrap();
+    let providers = yaml_file("deploy/grafana/provisioning/dashboards/sentmon.yml");
+    assert_eq!(providers["providers"][0]["type"].as_str(), Some("file"));
+    assert!(providers["providers"][0]["options"]["path"].as_str().is_some());
+
+    let dashboard = dashboard();
+    for panel in dashboard["panels"].as_array().unwrap().iter().filter(|panel| panel["type"] != "row") {
+        assert_eq!(panel["datasource"]["uid"].as_str(), Some(uid), "panel {}", panel["title"]);
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"].as_str(), Some(uid), "panel {}", panel["title"]);
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_has_the_panels_and_variables_operators_need() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["uid"], "sentmon-overview", "the alerts' dashboard links use this uid");
+    let rules = read_repo_file(RULES);
+    assert!(rules.contains("/d/sentmon-overview/"), "the alerts link to the dashboard");
+
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|variable| variable["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["topic", "instance"]);
+
+    let panels: Vec<&serde_json::Value> =
+        dashboard["panels"].as_array().unwrap().iter().filter(|panel| panel["type"] != "row").collect();
+    let titles: Vec<String> = panels.iter().map(|panel| panel["title"].as_str().unwrap().to_lowercase()).collect();
+    for wanted in [
+        "volume per topic",
+        "negative rate per topic",
+        "spike z-score",
+        "active alerts",
+        "sentiment mix",
+        "throughput",
+        "end-to-end latency",
+        "batch size",
+        "consumer lag",
+        "dead letters",
+        "model version",
+    ] {
+        assert!(titles.iter().any(|title| title.contains(wanted)), "no panel for {wanted:?}: {titles:?}");
+    }
+    let mut ids = BTreeSet::new();
+    for panel in &panels {
+        assert!(ids.insert(panel["id"].as_i64().unwrap()), "duplicate panel id in {}", panel["title"]);
+        let grid = &panel["gridPos"];
+        assert!(
+            grid["x"].as_i64().unwrap() + grid["w"].as_i64().unwrap() <= 24,
+            "{} overflows the grid",
+            panel["title"]
+        );
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has no query", panel["title"]);
+        for target in targets {
+            assert!(target["expr"].as_str().is_some_and(|expr| !expr.trim().is_empty()), "{}", panel["title"]);
+        }
+    }
+}
+
+/// The dashboard draws the alert's thresholds; if someone tunes the rule, the line must follow.
+#[test]
+fn the_dashboard_draws_the_thresholds_the_spike_alert_uses() {
+    let dashboard = dashboard();
+    let panels = dashboard["panels"].as_array().unwrap();
+    for (title_prefix, series) in [
+        ("Spike z-score", "topic:sentmon_negative_ratio:zscore5m"),
+        ("Wilson lower bound", "topic:sentmon_negative_ratio:wilson_lower5m"),
+    ] {
+        let panel = panels
+            .iter()
+            .find(|panel| panel["title"].as_str().unwrap().starts_with(title_prefix))
+            .unwrap_or_else(|| panic!("no {title_prefix} panel"));
+        let steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"].as_array().unwrap();
+        let drawn = steps.last().unwrap()["value"].as_f64().unwrap();
+        assert_eq!(drawn, spike_threshold(series), "{title_prefix}: the drawn threshold differs from the rule's");
+        assert_eq!(panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"], "line");
     }
 }
