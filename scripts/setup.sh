@@ -96,6 +96,7 @@ install_libtorch() {
 }
 
 install_debian_packages
-install_prometheus_tools
+# The Dockerfile's build stage sets SENTMON_SETUP_TEST_TOOLS=0: an image build runs no tests.
+[ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_prometheus_tools
 install_libtorch
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup (https://rustup.rs) first"; exit 1; }

@@ -318,3 +318,305 @@ fn the_dashboard_draws_the_thresholds_the_spike_alert_uses() {
         assert_eq!(panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"], "line");
     }
 }
+
+const COMPOSE: &str = "deploy/compose/compose.yaml";
+const SAMPLE_STREAM: &str = "deploy/compose/sample/stream.jsonl.gz";
+/// The compose sample: 45 minutes at 10 messages/s, spike on Fed | Central Banks in minutes
+/// 35-40 (after the Prometheus spike alert's 30-minute warm-up).
+const SAMPLE_MINUTES: u64 = 45;
+const SAMPLE_RATE_PER_SECOND: u64 = 10;
+
+#[test]
+fn compose_runs_kafka_in_kraft_mode_and_the_whole_stack_with_files_that_exist() {
+    let compose = yaml_file(COMPOSE);
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(|key| key.as_str().unwrap()).collect();
+    for wanted in ["kafka", "kafka-topics", "sentmon", "replay", "prometheus", "alertmanager", "grafana"] {
+        assert!(names.contains(wanted), "compose lacks {wanted}: {names:?}");
+    }
+    let kafka = &compose["services"]["kafka"]["environment"];
+    assert_eq!(kafka["KAFKA_PROCESS_ROLES"].as_str(), Some("broker,controller"), "KRaft: no ZooKeeper");
+    assert!(kafka.get("KAFKA_ZOOKEEPER_CONNECT").is_none());
+
+    let compose_dir = repo_root().join("deploy/compose");
+    for (name, service) in services {
+        assert!(service.get("image").is_some() || service.get("build").is_some(), "{name:?} has no image");
+        for volume in service.get("volumes").and_then(|volumes| volumes.as_sequence()).into_iter().flatten() {
+            let host = volume.as_str().unwrap().split(':').next().unwrap();
+            assert!(compose_dir.join(host).exists(), "{name:?} mounts {host}, which does not exist");
+        }
+        // Published ports stay on loopback: metrics and UIs reveal topics and volumes.
+        for port in service.get("ports").and_then(|ports| ports.as_sequence()).into_iter().flatten() {
+            assert!(port.as_str().unwrap().starts_with("127.0.0.1:"), "{name:?} publishes {port:?} beyond loopback");
+        }
+    }
+    let build = &compose["services"]["sentmon"]["build"];
+    let context = compose_dir.join(build["context"].as_str().unwrap());
+    assert!(context.join(build["dockerfile"].as_str().unwrap()).is_file());
+    let replay: Vec<&str> = compose["services"]["replay"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|part| part.as_str().unwrap())
+        .collect();
+    assert!(replay.contains(&"/data/stream.jsonl.gz"), "the replay job feeds the sample: {replay:?}");
+    // The scrape target and Alertmanager address in prometheus.yml are compose's service names.
+    let prometheus = read_repo_file("deploy/prometheus/prometheus.yml");
+    assert!(prometheus.contains("'sentmon:9898'") && prometheus.contains("'alertmanager:9093'"));
+}
+
+#[test]
+fn the_compose_sample_stream_is_live_json_with_ids() {
+    let file = std::fs::File::open(repo_root().join(SAMPLE_STREAM)).unwrap();
+    let text = std::io::read_to_string(flate2::read::GzDecoder::new(file)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, SAMPLE_MINUTES * 60 * SAMPLE_RATE_PER_SECOND);
+    for line in lines {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(message["id"].is_string() && message["text"].is_string(), "{line}");
+        assert!(message.get("ts").is_none(), "no event time: replayed now, the stream is live: {line}");
+    }
+}
+
+/// Rewrites the compose sample stream: `cargo test --test operations -- --ignored regenerate`.
+#[test]
+#[ignore = "writes deploy/compose/sample/stream.jsonl.gz; run by hand after changing the generator"]
+fn regenerate_the_compose_sample_stream() {
+    use sentmon::demo::generator::{SpikePlan, StreamGenerator};
+    use std::io::Write as _;
+    let spike =
+        SpikePlan { topic: "Fed | Central Banks".to_string(), start_after_ms: 35 * 60_000, duration_ms: 5 * 60_000 };
+    let mut generator = StreamGenerator::new(45, spike).unwrap();
+    let file = std::fs::File::create(repo_root().join(SAMPLE_STREAM)).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+    for index in 0..SAMPLE_MINUTES * 60 * SAMPLE_RATE_PER_SECOND {
+        let elapsed_ms = (index * 1000 / SAMPLE_RATE_PER_SECOND) as i64;
+        let message = generator.next_message(elapsed_ms, elapsed_ms);
+        let line = serde_json::json!({"id": message.id, "text": message.text, "source": message.source});
+        writeln!(encoder, "{line}").unwrap();
+    }
+    encoder.finish().unwrap();
+}
+
+const K8S: &str = "deploy/k8s";
+
+fn k8s_objects() -> Vec<serde_yaml::Value> {
+    let kustomization = yaml_file(&format!("{K8S}/kustomization.yaml"));
+    kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|resource| yaml_documents(&format!("{K8S}/{}", resource.as_str().unwrap())))
+        .collect()
+}
+
+fn k8s_object<'a>(objects: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    objects
+        .iter()
+        .find(|object| object["kind"].as_str() == Some(kind) && object["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name} in {K8S}"))
+}
+
+/// The config the ConfigMap carries, written to a file.
+fn k8s_config(objects: &[serde_yaml::Value], directory: &std::path::Path) -> std::path::PathBuf {
+    let config = k8s_object(objects, "ConfigMap", "sentmon-config")["data"]["sentmon.toml"].as_str().unwrap();
+    let path = directory.join("sentmon.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn the_deployment_probes_health_and_readiness_on_the_configured_port_as_a_non_root_user() {
+    let objects = k8s_objects();
+    let kinds: BTreeSet<&str> = objects.iter().map(|object| object["kind"].as_str().unwrap()).collect();
+    for kind in ["Deployment", "Service", "ConfigMap", "PodMonitor", "CronJob", "PersistentVolumeClaim"] {
+        assert!(kinds.contains(kind), "{K8S} lacks a {kind}: {kinds:?}");
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(k8s_config(&objects, scratch.path())).unwrap()).unwrap();
+    let listen = config["http"]["listen"].as_str().unwrap();
+    let port: i64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(listen.starts_with("0.0.0.0:"), "the kubelet and Prometheus reach the pod's address, not its loopback");
+
+    let deployment = k8s_object(&objects, "Deployment", "sentmon");
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap();
+    assert!(replicas >= 1);
+    let pod = &deployment["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let ports = container["ports"].as_sequence().unwrap();
+    let http = ports.iter().find(|candidate| candidate["name"].as_str() == Some("http")).expect("an http port");
+    assert_eq!(http["containerPort"].as_i64(), Some(port), "containerPort matches http.listen");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("startupProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert!(get["port"].as_str() == Some("http") || get["port"].as_i64() == Some(port), "{probe} port");
+    }
+    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"].as_str(), Some(port.to_string().as_str()));
+    let security = &pod["spec"]["securityContext"];
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    assert!(security["runAsUser"].as_i64().unwrap() > 0);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert!(container["resources"]["requests"]["cpu"].as_str().is_some());
+    assert!(container["resources"]["limits"]["memory"].as_str().is_some());
+    let grace = pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap();
+    assert!(grace > config["shutdown"]["grace_secs"].as_integer().unwrap(), "the pod outlives sentmon's drain");
+    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|arg| arg.as_str().unwrap()).collect();
+    assert_eq!(args, ["run", "--config", "/etc/sentmon/sentmon.toml"]);
+
+    let service = k8s_object(&objects, "Service", "sentmon");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"].as_str(), Some("http"));
+    let pod_monitor = k8s_object(&objects, "PodMonitor", "sentmon");
+    assert_eq!(pod_monitor["spec"]["podMetricsEndpoints"][0]["path"].as_str(), Some("/metrics"));
+    assert_eq!(pod_monitor["spec"]["jobLabel"].as_str(), Some("app.kubernetes.io/name"));
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
+        Some("sentmon"),
+        "the job label the rules expect (job=\"sentmon\")"
+    );
+
+    let cronjob = k8s_object(&objects, "CronJob", "sentmon-retrain");
+    assert_eq!(cronjob["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));
+    let job_pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let retrain: Vec<&str> =
+        job_pod["containers"][0]["args"].as_sequence().unwrap().iter().map(|arg| arg.as_str().unwrap()).collect();
+    assert_eq!(retrain, ["retrain", "--config", "/etc/sentmon/sentmon.toml"]);
+    assert_eq!(job_pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+}
+
+#[test]
+fn the_kubernetes_config_passes_sentmon_check_config() {
+    let objects = k8s_objects();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = k8s_config(&objects, scratch.path());
+    run_ok(Command::new(env!("CARGO_BIN_EXE_sentmon")).arg("check-config").arg(&path));
+}
+
+/// `kubectl kustomize` builds the kustomization offline. kubectl is not among the tools set-up
+/// installs, so this check runs only where it is present, in CI too.
+#[test]
+fn kustomize_builds_the_kubernetes_manifests_when_kubectl_is_present() {
+    let Some(kubectl) = find_tool(&["kubectl"]) else {
+        eprintln!("SKIPPED: kubectl not on PATH (optional; not installed by scripts/setup.sh)");
+        return;
+    };
+    let output = run_ok(Command::new(kubectl).arg("kustomize").arg(repo_root().join(K8S)));
+    let built = String::from_utf8_lossy(&output.stdout);
+    assert!(built.contains("image: registry.example.com/sentmon:0.1.0"), "the image is set:\n{built}");
+    assert!(built.contains("namespace: sentmon"));
+}
+
+const SYSTEMD: &str = "deploy/systemd";
+
+#[test]
+fn the_systemd_unit_is_hardened_and_drains_before_it_is_killed() {
+    let unit = read_repo_file(&format!("{SYSTEMD}/sentmon.service"));
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .collect();
+    let value = |key: &str| settings.iter().find(|(name, _)| *name == key).map(|(_, value)| *value);
+    assert_eq!(value("User"), Some("sentmon"), "a dedicated user");
+    for (key, expected) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("KillSignal", "SIGTERM"),
+        ("RestartPreventExitStatus", "64"),
+    ] {
+        assert_eq!(value(key), Some(expected), "{key}");
+    }
+    assert!(value("ExecStart").unwrap().ends_with("sentmon run --config /etc/sentmon/sentmon.toml"));
+    let stop_timeout: u64 = value("TimeoutStopSec").unwrap().parse().unwrap();
+    assert!(stop_timeout > 30, "longer than shutdown.grace_secs' default");
+    let timer = read_repo_file(&format!("{SYSTEMD}/sentmon-retrain.timer"));
+    assert!(timer.contains("OnCalendar=") && timer.contains("Persistent=true"));
+    assert!(read_repo_file(&format!("{SYSTEMD}/sentmon-retrain.service")).contains("sentmon retrain --config "));
+}
+
+/// `systemd-analyze verify` on the units, with ExecStart pointed at the test build (verify
+/// checks that the binary exists), and `systemd-analyze security --offline` on the service.
+#[test]
+fn systemd_analyze_verifies_the_units_and_rates_the_service_exposure_low() {
+    let Some(systemd_analyze) = find_tool(&["systemd-analyze"]) else {
+        eprintln!("SKIPPED: systemd-analyze not on PATH");
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let units = ["sentmon.service", "sentmon-retrain.service", "sentmon-retrain.timer"];
+    for unit in units {
+        let text = read_repo_file(&format!("{SYSTEMD}/{unit}"))
+            .replace("/opt/sentmon/bin/sentmon", env!("CARGO_BIN_EXE_sentmon"));
+        std::fs::write(scratch.path().join(unit), text).unwrap();
+    }
+    let output = run_ok(Command::new(&systemd_analyze).arg("verify").args(units).current_dir(scratch.path()));
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(complaints.trim().is_empty(), "systemd-analyze verify complains:\n{complaints}");
+
+    let output = Command::new(&systemd_analyze)
+        .args(["security", "--offline=true", "sentmon.service"])
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    let Some(level) = report.lines().find_map(|line| line.split("Overall exposure level for sentmon.service: ").nth(1))
+    else {
+        eprintln!("SKIPPED: systemd-analyze security --offline gave no rating here:\n{report}");
+        return;
+    };
+    let exposure: f64 = level.split_whitespace().next().unwrap().parse().unwrap();
+    // 0 is fully locked down, 10 unprotected; 2 is systemd's upper bound for "OK".
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
+}
+
+#[test]
+fn the_dockerfile_is_multi_stage_runs_as_non_root_and_ships_only_the_runtime_libraries() {
+    let dockerfile = read_repo_file("Dockerfile");
+    let instructions: Vec<&str> = dockerfile.lines().filter(|line| !line.trim_start().starts_with('#')).collect();
+    let stages = instructions.iter().filter(|line| line.starts_with("FROM ")).count();
+    assert!(stages >= 2, "a build stage and a runtime stage");
+    let user = instructions.iter().rev().find_map(|line| line.strip_prefix("USER ")).expect("a USER");
+    assert!(!["root", "0", "0:0"].contains(&user.trim()), "runs as {user}");
+    // libtorch comes from setup.sh's pinned PyPI wheels, not a second copy of the recipe.
+    assert!(dockerfile.contains("./scripts/setup.sh"));
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let libraries: BTreeSet<&str> =
+        runtime.split_whitespace().filter_map(|word| word.strip_prefix("/src/.libtorch/lib/")).collect();
+    assert_eq!(
+        libraries,
+        BTreeSet::from(["libtorch_cpu.so", "libc10.so", "libgomp.so.1", "libcudart.so.13", "libcupti.so.13"]),
+        "the five runtime libraries (../shared/LIBTORCH.md)"
+    );
+    assert!(!runtime.contains("libtorch_cuda"), "never libtorch_cuda");
+    let ignored = read_repo_file(".dockerignore");
+    for path in ["target", ".libtorch", ".git"] {
+        assert!(ignored.lines().any(|line| line.trim() == path), ".dockerignore lacks {path}");
+    }
+}
+
+/// The image's environment overrides (ENV SENTMON__...) are valid against the config it ships.
+#[test]
+fn the_dockerfile_environment_is_a_valid_config_override() {
+    let dockerfile = read_repo_file("Dockerfile");
+    let overrides: Vec<(String, String)> = dockerfile
+        .split_whitespace()
+        .filter(|word| word.starts_with("SENTMON__"))
+        .filter_map(|word| word.split_once('=').map(|(key, value)| (key.to_string(), value.to_string())))
+        .collect();
+    assert!(overrides.iter().any(|(key, value)| key == "SENTMON__HTTP__LISTEN" && value.starts_with("0.0.0.0:")));
+    let output = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_sentmon"))
+            .arg("check-config")
+            .arg(repo_root().join("config/sentmon.example.toml"))
+            .envs(overrides.iter().map(|(key, value)| (key.as_str(), value.as_str()))),
+    );
+    let effective = String::from_utf8_lossy(&output.stdout);
+    assert!(effective.contains("listen = \"0.0.0.0:9898\""), "{effective}");
+}
