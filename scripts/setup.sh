@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up for building and testing sentmon on Debian 12:
 #   1. the Debian packages the build needs (C toolchain for librdkafka, zlib, ssl, sasl);
-#   2. libtorch 2.13.0 (what tch 0.26.0 expects) laid out in .libtorch/ from the PyPI wheels.
+#   2. Prometheus and Alertmanager (promtool, amtool and the servers), which the tests of deploy/
+#      run: rule unit tests and an end-to-end alert through a real Prometheus and Alertmanager;
+#   3. libtorch 2.13.0 (what tch 0.26.0 expects) laid out in .libtorch/ from the PyPI wheels.
 # Why PyPI: pytorch.org is not reachable from our machines. Why a lean layout: the full
 # `pip install torch` venv is 4.7 GB; the four CPU libraries plus two small CUDA stubs that
 # libtorch_cpu.so links against are all a CPU build needs (see docs/ARCHITECTURE.md).
@@ -28,6 +30,24 @@ install_debian_packages() {
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Debian's prometheus (promtool) and prometheus-alertmanager (amtool, the server as
+# prometheus-alertmanager). Without recommends: those pull in node-exporter and friends. The
+# packages' services are not started by the tests, which run their own on loopback.
+install_prometheus_tools() {
+  local missing=()
+  for package in prometheus prometheus-alertmanager; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # name==version sha256 : file inside the wheel -> destination inside .libtorch
@@ -76,5 +96,7 @@ install_libtorch() {
 }
 
 install_debian_packages
+# The Dockerfile's build stage sets SENTMON_SETUP_TEST_TOOLS=0: an image build runs no tests.
+[ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_prometheus_tools
 install_libtorch
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup (https://rustup.rs) first"; exit 1; }
