@@ -179,7 +179,7 @@ fn a_corrupt_or_incompatible_bundle_is_rejected_and_the_old_model_keeps_serving(
     assert_eq!(metric_value(&metrics, "sentmon_model_reloads_total{result=\"success\"}"), 0.0);
     assert_eq!(http_get(http_port, "/readyz").map(|(status, _)| status), Some(200));
     let log = daemon.log();
-    for (version, reason) in [(&truncated, "failed to read weights"), (&relabelled, "topic labels")] {
+    for (version, reason) in [(&truncated, "too few for the parameter shapes"), (&relabelled, "topic labels")] {
         assert!(
             log.lines().any(|line| line.contains("rejected the new model")
                 && line.contains(version.as_str())

@@ -102,11 +102,17 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, http_port: u16, log_dir: &Path) -> Daemon {
+        Daemon::start_with_env(config, http_port, log_dir, &[])
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `SENTMON__...` overrides).
+    pub fn start_with_env(config: &Path, http_port: u16, log_dir: &Path, environment: &[(&str, &str)]) -> Daemon {
         let log_path = log_dir.join(format!("daemon-{http_port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sentmon"))
             .args(["run", "--config"])
             .arg(config)
+            .envs(environment.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
