@@ -28,6 +28,9 @@ pub const SENTIMENT_LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 /// heads) and are never written into a bundle.
 pub const TRAINING_ONLY_PREFIX: &str = "training_only";
 
+/// Calibration shifts are fitted within +-2; a larger one would mean a head that does not work.
+const MAX_LOGIT_BIAS: f32 = 10.0;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelManifest {
@@ -40,6 +43,11 @@ pub struct ModelManifest {
     pub architecture: Architecture,
     pub topic_labels: Vec<String>,
     pub sentiment_labels: Vec<String>,
+    /// Added to the sentiment head's logits before the softmax, one value per sentiment label:
+    /// the prior-shift correction fitted on the validation split for macro-F1
+    /// (`evaluation::fit_log_probability_shift`). Empty in bundles from before calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentiment_logit_bias: Vec<f32>,
     pub training: TrainingSummary,
     /// Figures on the validation split that early stopping watched.
     pub validation: TaskReports,
@@ -112,6 +120,7 @@ impl ModelManifest {
             architecture,
             topic_labels,
             sentiment_labels: SENTIMENT_LABELS.iter().map(|label| label.to_string()).collect(),
+            sentiment_logit_bias: Vec::new(),
             training,
             validation,
             test,
@@ -129,6 +138,13 @@ impl ModelManifest {
             self.sentiment_labels == SENTIMENT_LABELS,
             "sentiment labels are {:?}, expected {SENTIMENT_LABELS:?}",
             self.sentiment_labels
+        );
+        ensure!(
+            (self.sentiment_logit_bias.is_empty() || self.sentiment_logit_bias.len() == SENTIMENT_LABELS.len())
+                && self.sentiment_logit_bias.iter().all(|bias| bias.is_finite() && bias.abs() <= MAX_LOGIT_BIAS),
+            "sentiment_logit_bias {:?} must be empty or {} finite values within +-{MAX_LOGIT_BIAS}",
+            self.sentiment_logit_bias,
+            SENTIMENT_LABELS.len()
         );
         let architecture = &self.architecture;
         ensure!(

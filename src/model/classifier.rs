@@ -91,7 +91,7 @@ impl Classifier {
     }
 
     pub fn classify_encoded(&self, encoded: &[&EncodedText]) -> Vec<Prediction> {
-        predict(&self.network, encoded)
+        predict(&self.network, encoded, &self.manifest.sentiment_logit_bias)
     }
 }
 
@@ -133,16 +133,18 @@ const LENGTH_SORTED_CHUNK: usize = 32;
 
 /// Runs the network in inference mode (no dropout, no autograd); returns one prediction per text,
 /// in input order. Results do not depend on how texts are grouped: padding is exact.
-pub(super) fn predict(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction> {
+/// `sentiment_logit_bias` (empty, or one value per sentiment label) is added to the sentiment
+/// logits: the bundle's calibration.
+pub(super) fn predict(network: &Network, encoded: &[&EncodedText], sentiment_logit_bias: &[f32]) -> Vec<Prediction> {
     if encoded.len() <= LENGTH_SORTED_CHUNK {
-        return predict_padded(network, encoded);
+        return predict_padded(network, encoded, sentiment_logit_bias);
     }
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&index| encoded[index].token_ids.len());
     let mut predictions: Vec<Option<Prediction>> = vec![None; encoded.len()];
     for chunk in order.chunks(LENGTH_SORTED_CHUNK) {
         let chunk_texts: Vec<&EncodedText> = chunk.iter().map(|&index| encoded[index]).collect();
-        for (&index, prediction) in chunk.iter().zip(predict_padded(network, &chunk_texts)) {
+        for (&index, prediction) in chunk.iter().zip(predict_padded(network, &chunk_texts, sentiment_logit_bias)) {
             predictions[index] = Some(prediction);
         }
     }
@@ -150,7 +152,7 @@ pub(super) fn predict(network: &Network, encoded: &[&EncodedText]) -> Vec<Predic
 }
 
 /// One padded forward pass.
-fn predict_padded(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction> {
+fn predict_padded(network: &Network, encoded: &[&EncodedText], sentiment_logit_bias: &[f32]) -> Vec<Prediction> {
     if encoded.is_empty() {
         return Vec::new();
     }
@@ -159,7 +161,12 @@ fn predict_padded(network: &Network, encoded: &[&EncodedText]) -> Vec<Prediction
     let batch = TensorBatch::new(encoded);
     let logits = network.head_logits(&batch, false);
     let topic_probabilities = probabilities_by_row(&logits.topic);
-    let sentiment_probabilities = probabilities_by_row(&logits.sentiment);
+    let sentiment_logits = if sentiment_logit_bias.is_empty() {
+        logits.sentiment
+    } else {
+        logits.sentiment + Tensor::from_slice(sentiment_logit_bias)
+    };
+    let sentiment_probabilities = probabilities_by_row(&sentiment_logits);
     topic_probabilities
         .into_iter()
         .zip(sentiment_probabilities)

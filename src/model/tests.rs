@@ -73,8 +73,8 @@ fn inference_is_deterministic_because_dropout_is_off() {
     let (_variables, network, encoder, _) = tiny_network(2);
     let encoded: Vec<EncodedText> = TEXTS.iter().map(|text| encoder.encode(text)).collect();
     let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
-    let first = predict(&network, &encoded_refs);
-    let second = predict(&network, &encoded_refs);
+    let first = predict(&network, &encoded_refs, &[]);
+    let second = predict(&network, &encoded_refs, &[]);
     assert_eq!(first, second);
     let (training_topic, _) = {
         let heads = network.head_logits(&TensorBatch::new(&encoded_refs), true);
@@ -127,7 +127,7 @@ fn a_saved_bundle_loads_and_predicts_the_same() {
     assert_eq!(classifier.version(), manifest.version);
     let encoded: Vec<EncodedText> = TEXTS.iter().map(|text| encoder.encode(text)).collect();
     let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
-    let expected = predict(&network, &encoded_refs);
+    let expected = predict(&network, &encoded_refs, &[]);
     let loaded = classifier.classify(&TEXTS);
     for (row, (expected, loaded)) in expected.iter().zip(&loaded).enumerate() {
         assert_eq!(expected.topic_index, loaded.topic_index, "row {row}");
@@ -226,9 +226,9 @@ fn predictions_of_a_large_batch_are_in_input_order_whatever_the_length_sorting()
         (0..100).map(|index| format!("{} {}", TEXTS[index % TEXTS.len()], "word ".repeat(index % 7))).collect();
     let encoded: Vec<EncodedText> = texts.iter().map(|text| encoder.encode(text)).collect();
     let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
-    let together = predict(&network, &encoded_refs);
+    let together = predict(&network, &encoded_refs, &[]);
     for (index, text) in encoded.iter().enumerate() {
-        let alone = &predict(&network, &[text])[0];
+        let alone = &predict(&network, &[text], &[])[0];
         assert_eq!(together[index].topic_index, alone.topic_index, "text {index}");
         assert!((together[index].sentiment.negative - alone.sentiment.negative).abs() < 1e-5, "text {index}");
     }

@@ -20,7 +20,7 @@ use super::bundle::{
 };
 use super::classifier::predict;
 use super::network::{Architecture, Network, bag_width, sequence_width};
-use crate::evaluation::{ConfusionMatrix, EvaluationReport};
+use crate::evaluation::{self, ConfusionMatrix, EvaluationReport};
 use crate::text::{EncodedText, EncoderConfig, TextEncoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -164,7 +164,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
             progress.set_message(format!("loss {:.4}", running_loss.mean()));
         }
         progress.finish_and_clear();
-        let validation = evaluate_examples(&network, &validation_examples, &training_set.topic_labels);
+        let validation = evaluate_examples(&network, &validation_examples, &training_set.topic_labels, &[]);
         let score = validation_score(&validation);
         let improved = score > best.score;
         history.push(EpochRecord {
@@ -201,8 +201,10 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     }
     restore(&variables, &best.weights);
 
-    let validation = evaluate_examples(&network, &validation_examples, &training_set.topic_labels);
-    let test = evaluate_examples(&network, &test_examples, &training_set.topic_labels);
+    let sentiment_logit_bias = fit_sentiment_calibration(&network, &validation_examples);
+    let validation =
+        evaluate_examples(&network, &validation_examples, &training_set.topic_labels, &sentiment_logit_bias);
+    let test = evaluate_examples(&network, &test_examples, &training_set.topic_labels, &sentiment_logit_bias);
     let training = TrainingSummary {
         data_digest: training_set.data_digest.clone(),
         data_files: training_set.data_files.clone(),
@@ -215,7 +217,8 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         history,
         options: serde_json::to_value(options)?,
     };
-    let manifest = ModelManifest::new(architecture, training_set.topic_labels.clone(), training, validation, test);
+    let mut manifest = ModelManifest::new(architecture, training_set.topic_labels.clone(), training, validation, test);
+    manifest.sentiment_logit_bias = sentiment_logit_bias;
     Ok(TrainedModel { variables, encoder, manifest })
 }
 
@@ -397,12 +400,17 @@ fn class_weights(labels: impl Iterator<Item = usize>, class_count: usize, weight
 /// Batch size for evaluation passes: large batches are fastest and memory is no concern.
 const EVALUATION_BATCH_SIZE: usize = 256;
 
-fn evaluate_examples(network: &Network, examples: &[EncodedExample], topic_labels: &[String]) -> TaskReports {
+fn evaluate_examples(
+    network: &Network,
+    examples: &[EncodedExample],
+    topic_labels: &[String],
+    sentiment_logit_bias: &[f32],
+) -> TaskReports {
     let mut topic_matrix = ConfusionMatrix::new(topic_labels.to_vec());
     let mut sentiment_matrix = ConfusionMatrix::new(SENTIMENT_LABELS.iter().map(|label| label.to_string()).collect());
     for chunk in examples.chunks(EVALUATION_BATCH_SIZE) {
         let encoded: Vec<&EncodedText> = chunk.iter().map(|example| &example.encoded).collect();
-        for (example, prediction) in chunk.iter().zip(predict(network, &encoded)) {
+        for (example, prediction) in chunk.iter().zip(predict(network, &encoded, sentiment_logit_bias)) {
             if let Some(topic) = example.topic {
                 topic_matrix.record(topic, prediction.topic_index);
             }
@@ -418,6 +426,30 @@ fn evaluate_examples(network: &Network, examples: &[EncodedExample], topic_label
         topic: report_if_any(&topic_matrix, "topic"),
         sentiment: report_if_any(&sentiment_matrix, "sentiment"),
     }
+}
+
+/// Fits the sentiment head's calibration (`ModelManifest::sentiment_logit_bias`) on the
+/// validation split; empty when the split has no sentiment labels.
+fn fit_sentiment_calibration(network: &Network, validation_examples: &[EncodedExample]) -> Vec<f32> {
+    let labelled: Vec<&EncodedExample> =
+        validation_examples.iter().filter(|example| example.sentiment.is_some()).collect();
+    if labelled.is_empty() {
+        return Vec::new();
+    }
+    let mut log_probabilities = Vec::with_capacity(labelled.len());
+    for chunk in labelled.chunks(EVALUATION_BATCH_SIZE) {
+        let encoded: Vec<&EncodedText> = chunk.iter().map(|example| &example.encoded).collect();
+        for prediction in predict(network, &encoded, &[]) {
+            let probabilities =
+                [prediction.sentiment.negative, prediction.sentiment.neutral, prediction.sentiment.positive];
+            log_probabilities
+                .push(probabilities.iter().map(|&probability| f64::from(probability.max(1e-12)).ln()).collect());
+        }
+    }
+    let truths: Vec<usize> = labelled.iter().filter_map(|example| example.sentiment).collect();
+    let shift = evaluation::fit_log_probability_shift(&log_probabilities, &truths, SENTIMENT_LABELS.len());
+    eprintln!("sentiment calibration on validation: logit shifts {shift:?}");
+    shift.into_iter().map(|value| value as f32).collect()
 }
 
 /// Early stopping watches the mean of the heads' validation macro-F1: one bundle serves both.
