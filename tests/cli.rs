@@ -2,7 +2,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::run_ok;
 
 fn sentmon() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sentmon"));
@@ -22,18 +25,6 @@ fn shared_data() -> Option<PathBuf> {
         eprintln!("skipping: ../shared/data not found (tests that need the shared data run in CI)");
         None
     }
-}
-
-fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("sentmon runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// A small, fast architecture: these tests check the plumbing, not the accuracy.

@@ -5,11 +5,13 @@
 //! packages (scripts/setup.sh installs them; without them these tests skip, except in CI).
 //! The dashboard's queries are run against a real Prometheus by tests/prometheus_e2e.rs.
 
+mod common;
 mod ops;
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use common::run_ok;
 use ops::*;
 
 const RULES: &str = "deploy/prometheus/rules/sentmon.rules.yml";

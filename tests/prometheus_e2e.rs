@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ops::*;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use sentmon::demo::generator::{SpikePlan, StreamGenerator};
 
 const SHIPPED_RULES: &str = "deploy/prometheus/rules/sentmon.rules.yml";
@@ -491,16 +491,7 @@ impl Feeder {
                             generator.next_message(elapsed.as_millis() as i64, chrono::Utc::now().timestamp_millis());
                         (message.id.clone(), message.to_json().into_bytes())
                     };
-                    let mut record = BaseRecord::to(INPUT_TOPIC).key(key.as_bytes()).payload(payload.as_slice());
-                    loop {
-                        match producer.send(record) {
-                            Ok(()) => break,
-                            Err((_, returned)) => {
-                                record = returned;
-                                producer.poll(Duration::from_millis(10));
-                            }
-                        }
-                    }
+                    send_to_input(&producer, &key, &payload);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

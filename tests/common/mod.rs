@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -80,17 +80,22 @@ grace_secs = 20
     path
 }
 
-/// Runs a sentmon command to completion and returns its output; panics with both streams if it fails.
-pub fn sentmon_ok(args: &[&str]) -> std::process::Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_sentmon")).args(args).output().expect("sentmon runs");
+/// Runs a command to completion; panics with its output when it fails.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     assert!(
         output.status.success(),
-        "sentmon {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        "{command:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Runs a sentmon command to completion and returns its output; panics with both streams if it fails.
+pub fn sentmon_ok(args: &[&str]) -> Output {
+    run_ok(Command::new(env!("CARGO_BIN_EXE_sentmon")).args(args))
 }
 
 /// A running `sentmon run`; killed on drop so a failing test leaves nothing behind.
@@ -224,20 +229,20 @@ pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
         .expect("producer")
 }
 
+/// Queues one message for the input topic, waiting while the producer's queue is full.
+pub fn send_to_input(producer: &ThreadedProducer<DefaultProducerContext>, key: &str, payload: &[u8]) {
+    let mut record = BaseRecord::to(INPUT_TOPIC).key(key.as_bytes()).payload(payload);
+    while let Err((_, returned)) = producer.send(record) {
+        record = returned;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Produces (key, payload) pairs to the input topic and waits until all are acknowledged.
 pub fn produce_all(brokers: &str, messages: &[(String, Vec<u8>)]) {
     let producer = producer(brokers);
     for (key, payload) in messages {
-        let mut record = BaseRecord::to(INPUT_TOPIC).key(key.as_bytes()).payload(payload.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send_to_input(&producer, key, payload);
     }
     producer.flush(Duration::from_secs(30)).expect("every test message is acknowledged");
 }

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub fn repo_root() -> &'static Path {
@@ -60,19 +60,6 @@ pub fn tool_or_skip(names: &[&str], package: &str) -> Option<PathBuf> {
     assert!(!in_ci(), "{message}; CI=true, so this is a failure rather than a skip");
     eprintln!("SKIPPED: {message}");
     None
-}
-
-/// Runs a command to completion; panics with its output when it fails.
-pub fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// A child process killed and reaped when dropped, so a failing test leaves nothing behind.
