@@ -174,3 +174,39 @@ fn two_daemons_in_one_group_split_the_partitions_and_process_everything() {
     assert!(first.terminate(Duration::from_secs(30)).success());
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn a_second_signal_during_a_stuck_drain_exits_at_once() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let http_port = free_port();
+    // A long grace period, so only the second signal can end this drain quickly.
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let config_text = std::fs::read_to_string(&config).unwrap().replace("grace_secs = 20", "grace_secs = 120");
+    std::fs::write(&config, config_text).unwrap();
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    daemon.wait_ready(GENEROUS);
+    produce_all(broker.bootstrap_servers(), &headline_messages(2_000, "stuck"));
+    wait_for("the stream to be flowing", GENEROUS, || daemon.metric_sum("sentmon_records_produced_total") > 0.0);
+    // The broker vanishes with records in flight: the drain cannot get them acknowledged.
+    broker.stop();
+    let pid = daemon.child.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    wait_for("the drain to start", GENEROUS, || daemon.log().contains("shutting down: draining"));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut daemon = daemon;
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the drain is stuck waiting for the broker:\n{}", daemon.log());
+
+    let second_signal_at = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(second_signal_at.elapsed() < Duration::from_secs(10), "no exit after the second signal");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{}", daemon.log());
+    assert!(daemon.log().contains("second signal: exiting without draining"));
+}
