@@ -389,7 +389,7 @@ async fn count_in_windows(
     classification: &Classification<'_>,
     payload: &[u8],
 ) {
-    let observation = record::observation(&pending.decoded, classification);
+    let observation = record::observation(&pending.message, &pending.decoded, classification);
     let outcome = shared.windows.lock().expect("windows lock").observe(&observation, now_ms());
     if outcome == ObserveOutcome::Late {
         shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();

@@ -481,11 +481,10 @@ mod tests {
     #[test]
     fn ten_megabyte_payload_is_rejected_before_parsing() {
         // Invalid UTF-8 throughout: only a size check that runs first can answer `TooLarge`.
+        // (How long it takes is `benches/input_scaling.rs`'s business: no timed assertions here.)
         let huge = vec![0xff_u8; 10 * 1024 * 1024];
-        let started = Instant::now();
         let result = decode(&message(&huge), InputFormat::Json, MAX_BYTES, NOW_MS);
         assert_eq!(reason_of(result), DeadLetterReason::TooLarge);
-        assert!(started.elapsed() < std::time::Duration::from_millis(100));
     }
 
     #[test]

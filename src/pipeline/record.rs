@@ -67,8 +67,9 @@ pub fn enriched_record(
 }
 
 /// What the window store counts for a classified message.
-pub fn observation(decoded: &DecodedMessage, classification: &Classification) -> Observation {
+pub fn observation(message: &InputMessage, decoded: &DecodedMessage, classification: &Classification) -> Observation {
     Observation {
+        source: format!("{}/{}", message.topic, message.partition),
         topic: classification.topic.to_owned(),
         event_time_ms: decoded.event_time_ms,
         sentiment: sentiment_from_label(classification.sentiment, &classification.sentiment_probabilities),
@@ -300,10 +301,11 @@ mod tests {
         let message = input_message(r#"{"id":7,"text":"Fed hikes","ts":1704164645}"#);
         let decoded = decode(&message, InputFormat::Json, 1 << 20, NOW_MS).unwrap();
         assert_eq!(decoded.event_time_origin, EventTimeOrigin::Payload);
-        let counted = observation(&decoded, &classification());
+        let counted = observation(&message, &decoded, &classification());
         assert_eq!(
             counted,
             Observation {
+                source: format!("{}/{}", message.topic, message.partition),
                 topic: "Fed | Central Banks".to_owned(),
                 event_time_ms: 1_704_164_645_000,
                 sentiment: Sentiment::Negative,
@@ -314,7 +316,7 @@ mod tests {
         let expected_sentiments = [Sentiment::Negative, Sentiment::Neutral, Sentiment::Positive];
         for (label, sentiment) in crate::model::SENTIMENT_LABELS.into_iter().zip(expected_sentiments) {
             let labelled = Classification { sentiment: label, ..classification() };
-            assert_eq!(observation(&decoded, &labelled).sentiment, sentiment);
+            assert_eq!(observation(&message, &decoded, &labelled).sentiment, sentiment);
         }
     }
 }

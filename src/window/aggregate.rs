@@ -153,6 +153,7 @@ mod tests {
 
     fn observation(sentiment: Sentiment, negative_probability: f32, event_time_ms: i64, text: &str) -> Observation {
         Observation {
+            source: "news/0".to_owned(),
             topic: "Fed".to_owned(),
             event_time_ms,
             sentiment,

@@ -42,6 +42,9 @@ pub struct ExampleText {
 /// One classified message, as the window store sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
+    /// The input partition the message came from, e.g. `news/3`: the watermark follows the
+    /// slowest source, so one partition replaying far ahead of another makes nothing late.
+    pub source: String,
     pub topic: String,
     /// Event time, milliseconds since the Unix epoch (the message's `ts`, or else its Kafka timestamp).
     pub event_time_ms: i64,

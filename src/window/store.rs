@@ -3,12 +3,19 @@
 //!
 //! # The watermark
 //!
-//! One watermark for the whole store, never moving backwards. It is the larger of
+//! One watermark for the whole store, never moving backwards, following the slowest input partition (each
+//! observation names its source). For each source it tracks
 //!
-//! * the highest event time seen (each observation's contribution capped at `now_wall_ms +`
+//! * the highest event time seen from it (each observation's contribution capped at `now_wall_ms +`
 //!   [`MAX_EVENT_TIME_SKEW_MS`]), and
 //! * that highest event time carried forward at wall-clock speed once no observation has raised it for
 //!   `idle_close_delay_ms` of wall-clock time: `highest + (now_wall_ms - wall time it was raised - idle_close_delay_ms)`.
+//!
+//! The larger of the two is the source's progress, and the watermark is the smallest progress over all sources.
+//! Why per source: after a restart the consumer replays a backlog, and librdkafka may deliver one partition's
+//! backlog well ahead of another's; with one store-wide maximum, the first partition would push the watermark to
+//! the present and every other partition's backlog would be late. A source that stops sending (revoked, or quiet)
+//! moves on at wall-clock speed after the idle delay, so it cannot hold the watermark back for long.
 //!
 //! A bucket `[start, end)` is closed once `watermark >= end + allowed_lateness_ms`; an observation for a closed
 //! bucket is [`ObserveOutcome::Late`] and recorded nowhere, so nothing is ever counted twice or after its bucket was
@@ -58,28 +65,37 @@ fn bucket_start_containing(time_ms: i64, bucket_width_ms: i64) -> i64 {
     time_ms - time_ms.rem_euclid(bucket_width_ms)
 }
 
-/// The store-wide event-time progress.
+/// The store-wide event-time progress, from each source's.
 #[derive(Debug, Clone, PartialEq)]
 struct Watermark {
-    /// The highest (skew-capped) event time observed, with the wall-clock time at which it last rose.
-    highest_event_time: Option<(i64, i64)>,
+    /// Per source: the highest (skew-capped) event time observed, with the wall-clock time at which it last rose.
+    /// Bounded by the number of input partitions the process has consumed.
+    sources: BTreeMap<String, (i64, i64)>,
     watermark_ms: Option<i64>,
 }
 
 impl Watermark {
-    fn observe_event_time(&mut self, event_time_ms: i64, now_wall_ms: i64) {
-        let raises_highest = self.highest_event_time.is_none_or(|(highest_ms, _)| event_time_ms > highest_ms);
-        if raises_highest {
-            self.highest_event_time = Some((event_time_ms, now_wall_ms));
+    fn observe_event_time(&mut self, source: &str, event_time_ms: i64, now_wall_ms: i64) {
+        match self.sources.get_mut(source) {
+            Some(highest) if event_time_ms > highest.0 => *highest = (event_time_ms, now_wall_ms),
+            Some(_) => {}
+            None => {
+                self.sources.insert(source.to_owned(), (event_time_ms, now_wall_ms));
+            }
         }
     }
 
     fn advance(&mut self, now_wall_ms: i64, idle_close_delay_ms: i64) {
-        let Some((highest_ms, raised_at_wall_ms)) = self.highest_event_time else {
+        let slowest_progress_ms = self
+            .sources
+            .values()
+            .map(|&(highest_ms, raised_at_wall_ms)| {
+                highest_ms + (now_wall_ms - raised_at_wall_ms - idle_close_delay_ms).max(0)
+            })
+            .min();
+        let Some(candidate_ms) = slowest_progress_ms else {
             return;
         };
-        let idle_beyond_delay_ms = (now_wall_ms - raised_at_wall_ms - idle_close_delay_ms).max(0);
-        let candidate_ms = highest_ms + idle_beyond_delay_ms;
         self.watermark_ms = Some(self.watermark_ms.map_or(candidate_ms, |current_ms| current_ms.max(candidate_ms)));
     }
 }
@@ -139,7 +155,7 @@ impl WindowStore {
             largest_view_width_ms: config.largest_view_width_ms(),
             config,
             topics: BTreeMap::new(),
-            watermark: Watermark { highest_event_time: None, watermark_ms: None },
+            watermark: Watermark { sources: BTreeMap::new(), watermark_ms: None },
         })
     }
 
@@ -151,8 +167,9 @@ impl WindowStore {
         let now_ms = clamp_to_supported_range(now_wall_ms);
         let latest_credible_ms = now_ms.saturating_add(MAX_EVENT_TIME_SKEW_MS).min(LATEST_SUPPORTED_TIME_MS);
         let event_time_ms = clamp_to_supported_range(observation.event_time_ms).min(latest_credible_ms);
-        self.watermark.observe_event_time(event_time_ms, now_ms);
-        self.watermark.advance(now_ms, self.config.idle_close_delay_ms);
+        // The watermark itself moves only in `advance`: sources delivered together (the partitions of
+        // one fetch) are all known before it moves, so none of them is judged by another's progress.
+        self.watermark.observe_event_time(&observation.source, event_time_ms, now_ms);
 
         let bucket_start_ms = bucket_start_containing(event_time_ms, self.config.bucket_width_ms);
         if self.is_closed(bucket_start_ms + self.config.bucket_width_ms) {

@@ -368,6 +368,7 @@ fn a_spike_flowing_through_the_window_store_fires_for_its_topic_only() {
                 let negative_every = if spiking { 2 } else { 8 };
                 let sentiment = if index % negative_every == 0 { Sentiment::Negative } else { Sentiment::Positive };
                 let observation = Observation {
+                    source: "news/0".to_owned(),
                     topic: topic.to_owned(),
                     event_time_ms,
                     sentiment,

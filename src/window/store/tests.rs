@@ -4,6 +4,8 @@ use super::*;
 use crate::window::{ExampleText, Sentiment, SentimentCounts};
 
 const MINUTE_MS: i64 = 60_000;
+/// The one input partition most tests observe from.
+const SOURCE: &str = "news/0";
 
 fn default_store() -> WindowStore {
     WindowStore::new(WindowConfig::default()).unwrap()
@@ -11,6 +13,7 @@ fn default_store() -> WindowStore {
 
 fn observation(topic: &str, event_time_ms: i64, sentiment: Sentiment, negative_probability: f32) -> Observation {
     Observation {
+        source: SOURCE.to_owned(),
         topic: topic.to_owned(),
         event_time_ms,
         sentiment,
@@ -104,21 +107,23 @@ fn lateness_boundary_is_exact() {
     let mut store = default_store();
     assert_eq!(observe_live(&mut store, &neutral("Fed", 0)), ObserveOutcome::Counted);
     assert_eq!(observe_live(&mut store, &neutral("Fed", 89_999)), ObserveOutcome::Counted);
+    assert_eq!(store.watermark_ms(), None, "observing never moves the watermark; advance does");
+    assert!(store.advance(89_999).is_empty());
     assert_eq!(store.watermark_ms(), Some(89_999));
     assert_eq!(store.observe(&neutral("Fed", 10), 89_999), ObserveOutcome::Counted);
-    assert!(store.advance(89_999).is_empty());
     assert_eq!(observe_live(&mut store, &neutral("Fed", 90_000)), ObserveOutcome::Counted);
-    assert_eq!(store.observe(&neutral("Fed", 59_999), 90_000), ObserveOutcome::Late);
     let closed = store.advance(90_000);
     let starts: Vec<(&str, i64, u64)> =
         closed.iter().map(|bucket| (bucket.topic.as_str(), bucket.bucket_start_ms, bucket.counts.total)).collect();
     assert_eq!(starts, [("Fed", 0, 2), (ALL_TOPICS, 0, 2)]);
+    assert_eq!(store.observe(&neutral("Fed", 59_999), 90_000), ObserveOutcome::Late);
 }
 
 #[test]
 fn events_older_than_retention_are_late() {
     let mut store = default_store();
     assert_eq!(observe_live(&mut store, &neutral("Fed", 10 * 3_600_000)), ObserveOutcome::Counted);
+    store.advance(10 * 3_600_000);
     assert_eq!(store.observe(&neutral("Fed", 3_600_000), 10 * 3_600_000), ObserveOutcome::Late);
     assert_eq!(store.observe(&neutral("Other", 0), 10 * 3_600_000), ObserveOutcome::Late);
     assert_eq!(store.topics().collect::<Vec<_>>(), ["Fed", ALL_TOPICS]);
@@ -190,6 +195,7 @@ fn far_future_timestamps_are_clamped_and_cannot_close_everything() {
     let now_ms = 100 * MINUTE_MS;
     assert_eq!(store.observe(&neutral("Fed", now_ms - 5_000), now_ms), ObserveOutcome::Counted);
     assert_eq!(store.observe(&neutral("Fed", now_ms + 86_400_000), now_ms), ObserveOutcome::Counted);
+    store.advance(now_ms);
     assert_eq!(store.watermark_ms(), Some(now_ms + MAX_EVENT_TIME_SKEW_MS));
     // Counted in the bucket holding now + skew...
     assert_eq!(store.view("Fed", MINUTE_MS, now_ms + 2 * MINUTE_MS).counts.total, 1);
@@ -207,8 +213,8 @@ fn times_outside_the_supported_range_are_clamped() {
     assert_eq!(store.observe(&neutral("Fed", i64::MIN), i64::MIN), ObserveOutcome::Counted);
     assert_eq!(store.view("Fed", MINUTE_MS, MINUTE_MS).counts.total, 1);
     assert_eq!(store.observe(&neutral("Fed", i64::MAX), i64::MAX), ObserveOutcome::Counted);
-    assert_eq!(store.watermark_ms(), Some(LATEST_SUPPORTED_TIME_MS));
     assert!(!store.advance(i64::MAX).is_empty());
+    assert_eq!(store.watermark_ms(), Some(LATEST_SUPPORTED_TIME_MS));
 }
 
 #[test]
@@ -451,4 +457,49 @@ proptest! {
             }
         }
     }
+}
+
+fn from_source(source: &str, observation: Observation) -> Observation {
+    Observation { source: source.to_owned(), ..observation }
+}
+
+#[test]
+fn a_partition_replaying_far_behind_another_is_not_late() {
+    // After a restart, partition 1's backlog is delivered ten minutes ahead of partition 0's.
+    let mut store = default_store();
+    let now_ms = 60 * MINUTE_MS;
+    for minute in 0..10 {
+        let ahead = from_source("news/1", neutral("Fed", (20 + minute) * MINUTE_MS));
+        assert_eq!(store.observe(&ahead, now_ms), ObserveOutcome::Counted);
+    }
+    let behind = from_source("news/0", neutral("Fed", 10 * MINUTE_MS));
+    assert_eq!(store.observe(&behind, now_ms), ObserveOutcome::Counted, "the slowest partition sets the watermark");
+    let closed = store.advance(now_ms);
+    assert!(closed.iter().all(|bucket| bucket.bucket_end_ms <= 10 * MINUTE_MS), "nothing past partition 0 closed");
+
+    // Within one partition, an event far behind that partition's own progress is still late.
+    let own_past = from_source("news/1", neutral("Fed", 0));
+    assert_eq!(store.observe(&own_past, now_ms), ObserveOutcome::Late);
+}
+
+#[test]
+fn a_source_that_falls_silent_holds_the_watermark_back_only_for_the_idle_delay() {
+    let config = WindowConfig::default();
+    let mut store = default_store();
+    // news/1 sends one event and stops; news/0 is a live stream for ten minutes.
+    assert_eq!(store.observe(&from_source("news/1", neutral("Fed", 0)), 0), ObserveOutcome::Counted);
+    for second in 0..600 {
+        let live = from_source("news/0", neutral("Markets", second * 1_000));
+        assert_eq!(store.observe(&live, second * 1_000), ObserveOutcome::Counted);
+    }
+    let now_ms = 10 * MINUTE_MS;
+    let closed = store.advance(now_ms);
+    // news/1's progress is carried forward from its last event at wall-clock speed after the idle
+    // delay: the watermark trails the live stream by that delay, not by ten minutes.
+    let expected_watermark_ms = now_ms - config.idle_close_delay_ms;
+    let newest_closed_end = closed.iter().map(|bucket| bucket.bucket_end_ms).max().unwrap();
+    assert_eq!(
+        newest_closed_end,
+        bucket_start_containing(expected_watermark_ms - config.allowed_lateness_ms, config.bucket_width_ms)
+    );
 }
