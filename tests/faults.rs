@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::types::RDKafkaApiKey;
-use rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD;
+use rdkafka::types::RDKafkaRespErr::{RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS};
 
 /// One input in this many is not JSON, so the dead-letter path is under the same fault as the
 /// output path.
@@ -291,4 +291,77 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_stay_within_the_c
     );
     assert!((delivered.duplicates as f64) <= bound, "{} duplicates exceed the bound {bound:.0}", delivered.duplicates);
     assert!(second.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn output_slower_than_input_bounds_memory_pauses_consumption_and_keeps_the_group() {
+    // Injected: every Produce request answered with NOT_ENOUGH_REPLICAS, which librdkafka retries
+    // by itself (the daemon only sees records not being acknowledged): the output accepts nothing
+    // for longer than max.poll.interval.ms (set to 7 s, the lowest above the 6 s session timeout),
+    // with a backlog larger than the daemon's in-flight capacity; then the errors are cleared.
+    const MAX_POLL_INTERVAL_MS: u64 = 7_000;
+    const STALL: Duration = Duration::from_secs(20);
+    // The daemon's bounds (app.rs): 10,000 records awaiting acknowledgement, plus a few batches
+    // queued for the batcher and the workers; librdkafka's prefetch is capped by
+    // queued.max.messages.kbytes (64 MiB by default; pausing discards it, and the whole backlog
+    // here is a few MiB anyway). An in-flight record holds its send task, the input, the decoded
+    // text, the enriched JSON and librdkafka's copy of it: about 4.3 KiB measured here, allowed
+    // 8 KiB for allocator slack. 10,000 x 8 KiB + 64 MiB = 142 MiB over the RSS before the stall.
+    const MAX_RSS_GROWTH_KIB: u64 = 10_000 * 8 + 64 * 1024;
+    const IN_FLIGHT_CAPACITY: f64 = 10_000.0 + 1_000.0;
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let messages = messages_with_dead_letters(25_000, "slow");
+    produce_all(broker.bootstrap_servers(), &messages);
+
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    add_consumer_option(&config, "max.poll.interval.ms", &MAX_POLL_INTERVAL_MS.to_string());
+    let mut daemon = Daemon::start(&config, http_port, scratch.path());
+    daemon.wait_ready(GENEROUS);
+    wait_for("the daemon to be warmed up", GENEROUS, || {
+        daemon.metric_sum("sentmon_messages_classified_total") >= 500.0
+    });
+    let rss_before_kib = daemon.resident_kib();
+    broker
+        .push_request_errors(RDKafkaApiKey::Produce, &vec![RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; ERRORS_UNTIL_CLEARED])
+        .unwrap();
+    let stall_ends = Instant::now() + STALL;
+    let mut peak_rss_kib = rss_before_kib;
+    while Instant::now() < stall_ends {
+        assert!(daemon.is_running(), "the daemon exited while the output stalled; log:\n{}", daemon.log());
+        peak_rss_kib = peak_rss_kib.max(daemon.resident_kib());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let produced_before_stall_end = daemon.metric_sum("sentmon_records_produced_total");
+    let consumed_at_stall_end = daemon.metric_sum("sentmon_messages_consumed_total");
+    broker.clear_request_errors(RDKafkaApiKey::Produce).unwrap();
+
+    let delivered = assert_nothing_lost(broker.bootstrap_servers(), &messages, &daemon);
+    let metrics = daemon.metrics();
+    let revokes = metric_value(&metrics, "sentmon_rebalances_total{kind=\"revoke\"}");
+    println!(
+        "RSS {rss_before_kib} KiB before the stall, peak {peak_rss_kib} KiB during it (+{} KiB); consumed {consumed_at_stall_end} \
+         of {} by its end with {produced_before_stall_end} acknowledged; revokes {revokes}; duplicates {}",
+        peak_rss_kib - rss_before_kib,
+        messages.len(),
+        delivered.duplicates
+    );
+    assert!(
+        consumed_at_stall_end - produced_before_stall_end <= IN_FLIGHT_CAPACITY,
+        "consumption ran ahead of the stalled output by more than the in-flight capacity: backpressure failed"
+    );
+    assert!(consumed_at_stall_end < messages.len() as f64, "the whole backlog was read while the output stalled");
+    assert!(
+        peak_rss_kib - rss_before_kib <= MAX_RSS_GROWTH_KIB,
+        "RSS grew by {} KiB, more than {MAX_RSS_GROWTH_KIB} KiB",
+        peak_rss_kib - rss_before_kib
+    );
+    let log = daemon.log();
+    assert_eq!(revokes, 0.0, "partitions were revoked (evicted from the group?); log:\n{log}");
+    assert!(!log.contains("maximum poll interval"), "max.poll.interval.ms exceeded; log:\n{log}");
+    assert!(log.contains("consumer paused") && log.contains("consumer resumed"), "no pause; log:\n{log}");
+    assert_eq!(delivered.duplicates, 0, "no rebalance, so nothing is re-read");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
