@@ -6,6 +6,7 @@
 //! inference -> emit and wait for acknowledgements -> store offsets and commit synchronously
 //! -> leave the group. `/metrics` stays up until the end.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,11 @@ const DECODED_QUEUE_BATCHES: usize = 4;
 const MAX_RECORDS_IN_FLIGHT: usize = 10_000;
 /// How often windows close, alerts are evaluated, offsets are stored and gauges refreshed.
 const AGGREGATE_TICK: Duration = Duration::from_millis(500);
+/// How long the consumer waits for room downstream before it pauses its partitions, and then how
+/// often it polls while paused. librdkafka evicts a member that does not poll for
+/// `max.poll.interval.ms` (300 s by default, and at least `session.timeout.ms`, so never under a
+/// few seconds in practice); one second is far below that and costs one cheap call per second.
+const BACKPRESSURE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often /readyz re-checks that a broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -237,11 +243,16 @@ async fn consume(
     stop: CancellationToken,
 ) -> JoinSet<()> {
     let mut dead_letters = JoinSet::new();
+    // Messages that arrived while the partitions were paused, handled before polling again.
+    let mut held = VecDeque::new();
     loop {
-        let message = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            message = shared.source.next_message() => message,
+        let message = match held.pop_front() {
+            Some(held_message) => Ok(held_message),
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                message = shared.source.next_message() => message,
+            },
         };
         let message = match message {
             Ok(message) => message,
@@ -255,12 +266,13 @@ async fn consume(
         while dead_letters.try_join_next().is_some() {}
         match decode::decode(&message, shared.config.input.format, shared.config.input.max_message_bytes, now_ms()) {
             Ok(decoded) => {
-                if decoded_sender.send(PendingMessage { message, decoded }).await.is_err() {
+                let Ok(slot) = wait_for_room(&shared, decoded_sender.reserve(), &mut held).await else {
                     break;
-                }
+                };
+                slot.send(PendingMessage { message, decoded });
             }
             Err(dead_letter) => {
-                let permit = acquire_record_slot(&shared).await;
+                let permit = wait_for_room(&shared, acquire_record_slot(&shared), &mut held).await;
                 let task_shared = Arc::clone(&shared);
                 dead_letters.spawn(async move {
                     let headers = decode::dead_letter_headers(&message, &dead_letter);
@@ -284,6 +296,51 @@ async fn consume(
     }
     tracing::info!("stopped polling");
     dead_letters
+}
+
+/// Waits for `room` downstream while keeping this member in its consumer group.
+///
+/// When the output stalls, every queue fills and the consumer stops polling; after
+/// `max.poll.interval.ms` without a poll librdkafka leaves the group (rust-rdkafka #433), and the
+/// partitions' in-flight messages are re-read by whoever gets them. So a wait longer than
+/// [`BACKPRESSURE_POLL_INTERVAL`] pauses every assigned partition and polls once per interval,
+/// which serves rebalances and resets librdkafka's timer without fetching; the partitions
+/// resume once there is room. A message delivered anyway (from a partition assigned during the
+/// pause) is kept in `held`, in order, and the new assignment paused too.
+async fn wait_for_room<T>(
+    shared: &Shared,
+    room: impl std::future::Future<Output = T>,
+    held: &mut VecDeque<InputMessage>,
+) -> T {
+    tokio::pin!(room);
+    let mut paused_since: Option<Instant> = None;
+    let room = loop {
+        if let Ok(room) = tokio::time::timeout(BACKPRESSURE_POLL_INTERVAL, &mut room).await {
+            break room;
+        }
+        if paused_since.is_none() {
+            tracing::info!("output backpressure: consumer paused");
+            paused_since = Some(Instant::now());
+        }
+        if let Err(error) = shared.source.pause_assigned() {
+            tracing::warn!(%error, "cannot pause the assigned partitions");
+        }
+        match shared.source.poll_once().await {
+            Some(Ok(message)) => held.push_back(message),
+            Some(Err(error)) => tracing::warn!(%error, "kafka consume error while paused"),
+            None => {}
+        }
+    };
+    if let Some(paused_since) = paused_since {
+        if let Err(error) = shared.source.resume_assigned() {
+            tracing::warn!(%error, "cannot resume the assigned partitions");
+        }
+        tracing::info!(
+            paused_ms = paused_since.elapsed().as_millis() as u64,
+            "output backpressure eased: consumer resumed"
+        );
+    }
+    room
 }
 
 /// Cuts batches on size or deadline and queues them for the workers; on end of input, flushes

@@ -6,41 +6,16 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use common::*;
 use flate2::read::MultiGzDecoder;
-use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::Value;
 
-/// Each test runs daemons that load a model and use both cores; one at a time keeps timings sane.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-const GENEROUS: Duration = Duration::from_secs(90);
-const SETTLE: Duration = Duration::from_secs(3);
 /// Messages per second the feed offers: well under what the daemon classifies, so the archive
 /// keeps pace and files rotate every second or two.
 const FEED_RATE: usize = 100;
 /// The feed stops by itself after this many messages (over three minutes at `FEED_RATE`).
 const FEED_LIMIT: usize = 20_000;
-
-fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 /// `[archive]` with a small rotation size; age rotation and retention kept out of the way.
 fn archive_section(directory: &Path, rotate_max_bytes: u64) -> String {
@@ -48,45 +23,6 @@ fn archive_section(directory: &Path, rotate_max_bytes: u64) -> String {
         "[archive]\ndirectory = \"{}\"\nrotate_max_bytes = {rotate_max_bytes}\nrotate_max_age_secs = 600\nretention_days = 0\n",
         directory.display()
     )
-}
-
-/// A producer thread offering headlines continuously until stopped.
-struct Feed {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<usize>,
-}
-
-impl Feed {
-    fn start(brokers: &str, prefix: &'static str) -> Feed {
-        let stop = Arc::new(AtomicBool::new(false));
-        let producer = producer(brokers);
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let tick = Duration::from_millis(50);
-            let messages = headline_messages(FEED_LIMIT, prefix);
-            let mut produced = 0;
-            for chunk in messages.chunks(FEED_RATE / 20) {
-                if thread_stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                for (id, payload) in chunk {
-                    let record = BaseRecord::to(INPUT_TOPIC).key(id.as_bytes()).payload(payload.as_slice());
-                    producer.send(record).map_err(|(error, _)| error).expect("the test producer's queue has room");
-                }
-                produced += chunk.len();
-                std::thread::sleep(tick);
-            }
-            producer.flush(Duration::from_secs(30)).expect("every fed message is acknowledged");
-            produced
-        });
-        Feed { stop, thread }
-    }
-
-    /// Stops the feed; returns how many messages it produced.
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
 }
 
 /// Every file in the archive's partitions: (visible `.jsonl.gz` files, hidden files).
@@ -155,7 +91,7 @@ fn kill_9_mid_write_leaves_only_complete_files_and_a_restart_recovers_the_leftov
     let mut daemon =
         Daemon::start(&write_config(scratch.path(), brokers, http_port, &extra), http_port, scratch.path());
     daemon.wait_ready(GENEROUS);
-    let feed = Feed::start(brokers, "kill");
+    let feed = Feed::start(brokers, headline_messages(FEED_LIMIT, "kill"), FEED_RATE);
 
     wait_for("two complete files and a flushed file in progress", GENEROUS, || {
         let (visible, hidden) = archive_listing(&archive_directory);
@@ -229,7 +165,7 @@ fn sigterm_under_load_archives_exactly_the_records_it_emitted() {
     let http_port = free_port();
     let daemon = Daemon::start(&write_config(scratch.path(), brokers, http_port, &extra), http_port, scratch.path());
     daemon.wait_ready(GENEROUS);
-    let feed = Feed::start(brokers, "drain");
+    let feed = Feed::start(brokers, headline_messages(FEED_LIMIT, "drain"), FEED_RATE);
     wait_for("three complete files", GENEROUS, || archive_listing(&archive_directory).0.len() >= 3);
 
     let status = daemon.terminate(GENEROUS);

@@ -4,32 +4,9 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Each test runs daemons that load a model and use both cores; running them one at a time
-/// keeps timings sane on a 2-core machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-const GENEROUS: Duration = Duration::from_secs(90);
-const SETTLE: Duration = Duration::from_secs(3);
-
-fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 #[test]
 fn every_valid_message_is_enriched_once_and_every_invalid_one_dead_lettered() {

@@ -182,6 +182,26 @@ impl KafkaSource {
         Ok(input)
     }
 
+    /// Serves the consumer once without waiting: pending rebalance callbacks run, librdkafka
+    /// counts the application as polling (so `max.poll.interval.ms` does not expire), and a
+    /// message already fetched is returned.
+    pub async fn poll_once(&self) -> Option<KafkaResult<InputMessage>> {
+        // A zero timeout still polls the inner future once before giving up (tokio's contract).
+        tokio::time::timeout(Duration::ZERO, self.next_message()).await.ok()
+    }
+
+    /// Stops fetching from every assigned partition (backpressure). librdkafka discards what it
+    /// had prefetched for them and, on resume, fetches again from the position after the last
+    /// message delivered here, so nothing is skipped.
+    pub fn pause_assigned(&self) -> KafkaResult<()> {
+        self.consumer.pause(&self.consumer.assignment()?)
+    }
+
+    /// Resumes fetching from every assigned partition after [`KafkaSource::pause_assigned`].
+    pub fn resume_assigned(&self) -> KafkaResult<()> {
+        self.consumer.resume(&self.consumer.assignment()?)
+    }
+
     /// Stores the offsets of every partition whose handled prefix advanced; librdkafka commits
     /// them on its interval.
     pub fn store_completed_offsets(&self) {

@@ -3,10 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -20,6 +23,34 @@ pub const OUTPUT_TOPIC: &str = "news.enriched";
 pub const DEAD_LETTER_TOPIC: &str = "news.dead-letter";
 pub const ALERTS_TOPIC: &str = "news.alerts";
 pub const PARTITIONS: i32 = 4;
+/// The consumer group `write_config` gives the daemon.
+pub const GROUP_ID: &str = "sentmon-test";
+
+/// Long enough for a debug build to load the model, join the group and work through a test's
+/// messages on a busy 2-core machine; waits end as soon as their condition holds.
+pub const GENEROUS: Duration = Duration::from_secs(90);
+/// How long a reader keeps reading after it has what it expects, to catch extra records.
+pub const SETTLE: Duration = Duration::from_secs(3);
+
+/// Each test runs daemons that load a model and use both cores; running them one at a time
+/// keeps timings sane on a 2-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
 
 pub fn model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
@@ -48,7 +79,7 @@ pub fn write_config_serving(dir: &Path, brokers: &str, http_port: u16, model_pat
         r#"
 [kafka]
 brokers = "{brokers}"
-group_id = "sentmon-test"
+group_id = "{GROUP_ID}"
 input_topics = ["{INPUT_TOPIC}"]
 output_topic = "{OUTPUT_TOPIC}"
 dead_letter_topic = "{DEAD_LETTER_TOPIC}"
@@ -78,6 +109,15 @@ grace_secs = 20
     let path = dir.join(format!("sentmon-{http_port}.toml"));
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// Adds a librdkafka consumer option to a config written by `write_config` (TOML cannot reopen
+/// the `[kafka.consumer_options]` table from the appended `extra`).
+pub fn add_consumer_option(config: &Path, key: &str, value: &str) {
+    const TABLE: &str = "[kafka.consumer_options]\n";
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(TABLE), "{} has no {TABLE}", config.display());
+    std::fs::write(config, text.replace(TABLE, &format!("{TABLE}\"{key}\" = \"{value}\"\n"))).unwrap();
 }
 
 /// Runs a command to completion; panics with its output when it fails.
@@ -164,6 +204,24 @@ impl Daemon {
         panic!("daemon not ready within {timeout:?}; log:\n{}", self.log());
     }
 
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The resident memory of the process in KiB (`VmRSS` in /proc/PID/status).
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("/proc/PID/status has VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// SIGKILL (kill -9): no drain, no final commit; waits until the process is gone.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -247,7 +305,53 @@ pub fn produce_all(brokers: &str, messages: &[(String, Vec<u8>)]) {
     producer.flush(Duration::from_secs(30)).expect("every test message is acknowledged");
 }
 
+/// A producer thread offering messages to the input topic at a steady rate until they run out or
+/// it is stopped.
+pub struct Feed {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<usize>,
+}
+
+impl Feed {
+    /// Starts offering `messages` at `per_second` (in 20 chunks a second).
+    pub fn start(brokers: &str, messages: Vec<(String, Vec<u8>)>, per_second: usize) -> Feed {
+        const TICK: Duration = Duration::from_millis(50);
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = producer(brokers);
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut produced = 0;
+            for chunk in messages.chunks((per_second / 20).max(1)) {
+                if thread_stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                for (id, payload) in chunk {
+                    let record = BaseRecord::to(INPUT_TOPIC).key(id.as_bytes()).payload(payload.as_slice());
+                    producer.send(record).map_err(|(error, _)| error).expect("the test producer's queue has room");
+                }
+                produced += chunk.len();
+                std::thread::sleep(TICK);
+            }
+            producer.flush(Duration::from_secs(30)).expect("every fed message is acknowledged");
+            produced
+        });
+        Feed { stop, thread }
+    }
+
+    /// Stops the feed; returns how many messages it produced.
+    pub fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+
+    /// Waits until every message is produced; returns how many there were.
+    pub fn finish(self) -> usize {
+        self.thread.join().unwrap()
+    }
+}
+
 pub struct ConsumedRecord {
+    pub topic: String,
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
@@ -264,15 +368,30 @@ pub fn read_topic(
     timeout: Duration,
     settle: Duration,
 ) -> Vec<ConsumedRecord> {
+    read_topics_until(brokers, &[topic], timeout, settle, |records| records.len() >= expected)
+}
+
+/// Reads topics from the beginning (all partitions assigned, no group), until `is_complete`
+/// holds for the records read so far or `timeout` passed, then for `settle` more to catch extras.
+/// `is_complete` is asked before each poll, so it sees every record as the last one once.
+pub fn read_topics_until(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+    settle: Duration,
+    mut is_complete: impl FnMut(&[ConsumedRecord]) -> bool,
+) -> Vec<ConsumedRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("group.id", format!("reader-{}-{}", topics.join("+"), std::process::id()))
         .set("enable.auto.commit", "false")
         .create()
         .expect("reader consumer");
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    for topic in topics {
+        for partition in 0..PARTITIONS {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+        }
     }
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
@@ -280,7 +399,7 @@ pub fn read_topic(
     let mut settle_deadline: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if records.len() >= expected && settle_deadline.is_none() {
+        if settle_deadline.is_none() && is_complete(&records) {
             settle_deadline = Some(now + settle);
         }
         if now >= deadline || settle_deadline.is_some_and(|settle_until| now >= settle_until) {
@@ -300,6 +419,7 @@ pub fn read_topic(
             })
             .unwrap_or_default();
         records.push(ConsumedRecord {
+            topic: message.topic().to_string(),
             key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers,
@@ -307,6 +427,30 @@ pub fn read_topic(
             offset: message.offset(),
         });
     }
+}
+
+/// The next offset `group` has committed for each partition of `topic` (partitions without a
+/// commit are absent). Asks the group coordinator without joining the group.
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(next_offset) => Some((element.partition(), next_offset)),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn json(record: &ConsumedRecord) -> serde_json::Value {
