@@ -189,3 +189,29 @@ fn a_corrupt_or_incompatible_bundle_is_rejected_and_the_old_model_keeps_serving(
     }
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn sighup_reloads_the_promoted_model_when_polling_is_off() {
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let (registry, old_version) = registry_with_shipped_model(scratch.path());
+    let new_version = add_variant(scratch.path(), &registry, "20261126-000000-sighup01", |_, _| {});
+    let http_port = free_port();
+    let config = write_config_serving(scratch.path(), broker.bootstrap_servers(), http_port, &registry, "");
+    let polling_off =
+        std::fs::read_to_string(&config).unwrap().replace("watch_interval_secs = 1", "watch_interval_secs = 0");
+    std::fs::write(&config, polling_off).unwrap();
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    daemon.wait_ready(Duration::from_secs(90));
+
+    promote(&registry, &new_version);
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = daemon.metrics();
+    assert_eq!(metric_value(&metrics, &format!("sentmon_model_info{{version=\"{old_version}\"}}")), 1.0, "no polling");
+
+    let pid = daemon.child.id().to_string();
+    std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    daemon.wait_for_series("sentmon_model_reloads_total{result=\"success\"}", 1.0, Duration::from_secs(30));
+    assert_eq!(metric_value(&daemon.metrics(), &format!("sentmon_model_info{{version=\"{new_version}\"}}")), 1.0);
+    assert!(daemon.terminate(Duration::from_secs(30)).success(), "SIGHUP reloads; it does not stop the daemon");
+}
