@@ -1,5 +1,6 @@
 //! Soak: `sentmon run` (release, shipped model, 2 workers) under a steady offered rate through the
-//! embedded broker (`sentmon broker`, another process) for a long time, 30 minutes by default.
+//! embedded broker (`sentmon broker`, another process) for a long time, 30 minutes by default,
+//! in bursts every 100 ms (see [`SEND_BURST`]).
 //!
 //! Every minute it prints the daemon's RSS and the end-to-end latency quantiles (produce -> enriched
 //! record read back) of the records read back that minute. At the end: counts in (produced) and out
@@ -25,6 +26,13 @@ const DEFAULT_MINUTES: f64 = 30.0;
 /// About a tenth of what the daemon sustains on 2 cores (README): a steady load that measures the
 /// daemon at work, not saturated, and leaves the shared machine's cores to others.
 const DEFAULT_RATE: f64 = 400.0;
+/// The messages due in each 100 ms go out together. librdkafka's mock broker finds a fetch's
+/// offset by walking a partition's list of produced batches ("FIXME: Maintain an index" in
+/// rdkafka_mock.c) and keeps up to 5 MiB of them per partition; one message per batch, what a
+/// 1 ms linger at 100 messages/s per partition makes, grew that walk until the broker took 40-70%
+/// of a core and the daemon fell behind after 2 minutes (first attempt). Batches of ~10 messages
+/// per partition keep the walk 10x shorter and still offer a steady 400/s.
+const SEND_BURST: Duration = Duration::from_millis(100);
 /// Six RSS points a minute give the slope fit 120 points over 20 minutes.
 const RSS_SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 const REPORT_INTERVAL: Duration = Duration::from_secs(60);
@@ -84,7 +92,7 @@ fn main() {
     let producer_brokers = brokers.clone();
     let sender = std::thread::spawn(move || {
         let producer = common::producer(&producer_brokers);
-        common::send_paced(&producer, "soak.in", &texts, rate, 0..total, "");
+        common::send_paced(&producer, "soak.in", &texts, rate, 0..total, "", SEND_BURST);
         producer.flush(Duration::from_secs(60)).expect("every message is produced");
     });
 
@@ -169,8 +177,7 @@ fn print_memory_verdict(samples: &[(f64, f64)], peak_rss: f64) {
     let covariance: f64 = window.iter().map(|(seconds, rss)| (seconds - mean_time) * (rss - mean_rss)).sum();
     let variance: f64 = window.iter().map(|(seconds, _)| (seconds - mean_time).powi(2)).sum();
     let slope_per_hour = covariance / variance * 3600.0;
-    let (low, high) =
-        window.iter().fold((f64::MAX, f64::MIN), |(low, high), (_, rss)| (low.min(*rss), high.max(*rss)));
+    let (low, high) = window.iter().fold((f64::MAX, f64::MIN), |(low, high), (_, rss)| (low.min(*rss), high.max(*rss)));
     let first = samples.first().map_or(0.0, |(_, rss)| *rss);
     println!(
         "memory over the last {:.0} min ({} samples): RSS {low:.1}-{high:.1} MiB (max - min {:.1} MiB), slope \
@@ -184,7 +191,6 @@ fn print_memory_verdict(samples: &[(f64, f64)], peak_rss: f64) {
 }
 
 fn env_number(name: &str, default: f64) -> f64 {
-    std::env::var(name).map_or(default, |value| {
-        value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a number"))
-    })
+    std::env::var(name)
+        .map_or(default, |value| value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
 }

@@ -140,6 +140,8 @@ pub fn send(producer: &BenchProducer, topic: &str, key: &str, payload: &[u8]) {
 
 /// Sends messages `indexes` at `rate` per second from now, each `{"id", "text", "sent_ms"}` keyed
 /// by `{key_prefix}{index}`, so a reader computes produce -> read-back latency from the record.
+/// With a non-zero `burst` the messages due within each `burst` interval go out together at its
+/// start (the same rate, in steps).
 pub fn send_paced(
     producer: &BenchProducer,
     topic: &str,
@@ -147,11 +149,16 @@ pub fn send_paced(
     rate: f64,
     indexes: std::ops::Range<usize>,
     key_prefix: &str,
+    burst: Duration,
 ) {
     let started = Instant::now();
     let first = indexes.start;
     for index in indexes {
-        let due = started + Duration::from_secs_f64((index - first) as f64 / rate);
+        let mut due_seconds = (index - first) as f64 / rate;
+        if !burst.is_zero() {
+            due_seconds -= due_seconds % burst.as_secs_f64();
+        }
+        let due = started + Duration::from_secs_f64(due_seconds);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
@@ -191,14 +198,7 @@ pub fn start_daemon(scratch: &Path, brokers: &str, input: &str, name: &str) -> (
 }
 
 /// The Python yardstick (`benches/python_way.py consume`) reading `input` as group `name`.
-pub fn start_python(
-    python: &Path,
-    brokers: &str,
-    input: &str,
-    name: &str,
-    mode: &str,
-    threads: usize,
-) -> ChildProcess {
+pub fn start_python(python: &Path, brokers: &str, input: &str, name: &str, mode: &str, threads: usize) -> ChildProcess {
     let [output, ..] = output_topics(name);
     let child = Command::new(python)
         .arg(manifest_path("benches/python_way.py"))
