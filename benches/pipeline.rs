@@ -1,234 +1,265 @@
-//! End-to-end benchmark of the daemon through the embedded broker, with the shipped model:
-//! 1. sustained throughput: a backlog of messages is pre-produced, `sentmon run` (release, a
-//!    child process) works through it; messages/s between the first and the last record;
-//! 2. latency: 1,000 messages/s offered for a while; end-to-end latency (produce -> enriched
-//!    record read back by a consumer) quantiles;
-//! 3. the daemon's peak RSS (VmHWM of the child).
+//! End-to-end benchmark through the embedded broker (`sentmon broker`, its own process): sentmon
+//! against the Python way a team would otherwise write it (`benches/python_way.py`: confluent-kafka
+//! and a PyTorch LSTM of the shipped model's size, per-message and batched), on the same messages,
+//! topics, partitions and machine, in one run. Without `SENTMON_BENCH_PYTHON` (set by
+//! scripts/bench.sh) it measures sentmon alone.
 //!
-//! Run: `cargo bench --bench pipeline`. A bench binary (not criterion): the figures are rates
-//! and quantiles of one long run against a broker, not per-iteration timings.
+//! For each consumer, in rounds so that background load on a shared machine hits all alike:
+//! 1. throughput: a backlog pre-produced once to one input topic; the consumer (a fresh group, its
+//!    own output topic) works through it; messages/s between the broker timestamps of the first
+//!    and the last output record, so start-up and the group join are not counted;
+//! 2. latency: a fresh input topic; warm-up messages until the consumer answers (group joined, model
+//!    warm), then a fixed offered rate; produce -> enriched record read back, quantiles;
+//! 3. the consumer process's peak RSS (VmHWM) in the throughput run.
+//!
+//! Medians over the rounds, then the ratios sentmon / Python. Run: `cargo bench --bench pipeline`,
+//! or `scripts/bench.sh` for the whole suite. `SENTMON_BENCH_ROUNDS` (default 3) sets the rounds,
+//! `SENTMON_BENCH_BACKLOG` (default 30,000) the backlog's messages.
+
+mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use common::{BrokerProcess, ChildProcess, TopicReader};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use sentmon::ingest::embedded::EmbeddedBroker;
+use rdkafka::producer::Producer;
 
-const PARTITIONS: i32 = 4;
-const BACKLOG_MESSAGES: usize = 60_000;
-const OFFERED_RATE: f64 = 1_000.0;
-const LATENCY_SECONDS: u64 = 20;
-/// librdkafka long-polls fetches for up to `fetch.wait.max.ms` (500 ms by default); a real
-/// broker answers as soon as data arrives, but the mock cluster was seen holding a fetch for the
-/// whole wait (p50 606 ms at 1,000 messages/s with the default), which would measure the mock,
-/// not sentmon. Both the daemon and the reader poll with a short wait here.
-const FETCH_WAIT_MAX_MS: &str = "5";
+/// Long enough that sentmon's run lasts several seconds; the per-message Python consumer takes
+/// about two minutes over it.
+const DEFAULT_BACKLOG: usize = 30_000;
+/// The offered rate of the latency runs: one rate for every consumer, low enough that the
+/// per-message Python consumer keeps up, so the figures compare latency, not queueing.
+const OFFERED_RATE: f64 = 200.0;
+const LATENCY_SECONDS: f64 = 20.0;
+/// Sent before a latency run and waited for: the first answer proves the group has joined and
+/// the model has run once, neither of which is what the latency figures are about.
+const WARMUP_MESSAGES: usize = 20;
+const DEFAULT_ROUNDS: usize = 3;
+/// The batched Python consumer forms batches as sentmon does (64 messages or 20 ms).
+const PYTHON_MODES: [Consumer; 2] = [Consumer::PythonPerMessage, Consumer::PythonBatched];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Consumer {
+    Sentmon,
+    PythonPerMessage,
+    PythonBatched,
+}
+
+impl Consumer {
+    fn label(self) -> &'static str {
+        match self {
+            Consumer::Sentmon => "sentmon (2 workers)",
+            Consumer::PythonPerMessage => "Python per-message",
+            Consumer::PythonBatched => "Python batched",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Consumer::Sentmon => "sentmon",
+            Consumer::PythonPerMessage => "python-per-message",
+            Consumer::PythonBatched => "python-batched",
+        }
+    }
+}
+
+struct Bench {
+    brokers: String,
+    backlog: usize,
+    scratch: tempfile::TempDir,
+    python: Option<PathBuf>,
+    python_threads: usize,
+    texts: Vec<String>,
+}
+
+impl Bench {
+    /// Starts `consumer` reading `input` as group `name`, writing `{name}.out`.
+    fn start(&self, consumer: Consumer, input: &str, name: &str) -> ChildProcess {
+        let python = || self.python.as_deref().expect("Python consumers run only with SENTMON_BENCH_PYTHON");
+        match consumer {
+            Consumer::Sentmon => common::start_daemon(self.scratch.path(), &self.brokers, input, name).0,
+            Consumer::PythonPerMessage => {
+                common::start_python(python(), &self.brokers, input, name, "per-message", self.python_threads)
+            }
+            Consumer::PythonBatched => {
+                common::start_python(python(), &self.brokers, input, name, "batched", self.python_threads)
+            }
+        }
+    }
+}
+
+/// One consumer's figures, one entry per round.
+#[derive(Default)]
+struct Figures {
+    messages_per_second: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+    peak_rss_mib: Vec<f64>,
+}
 
 fn main() {
-    // `cargo test --all-targets` builds bench binaries and runs them without `--bench`: skip.
-    if !std::env::args().any(|argument| argument == "--bench") {
+    if !common::bench_requested() {
         return;
     }
-    let texts = bench_texts();
-    let scratch = tempfile::tempdir().unwrap();
-    let topics: Vec<String> =
-        ["bench.in", "bench.out", "bench.dead", "bench.alerts", "latency.in", "latency.out"].map(String::from).to_vec();
-    let broker = EmbeddedBroker::start(PARTITIONS, &topics).expect("broker");
-    let brokers = broker.bootstrap_servers().to_string();
-    println!(
-        "sentmon end-to-end bench: {} partitions, model models/default, {} distinct texts",
-        PARTITIONS,
-        texts.len()
-    );
-
-    // 1. Throughput over a backlog.
-    let producer = producer(&brokers);
-    for index in 0..BACKLOG_MESSAGES {
-        let payload = serde_json::json!({"id": index.to_string(), "text": texts[index % texts.len()]}).to_string();
-        send(&producer, "bench.in", &index.to_string(), payload.as_bytes());
+    let python = std::env::var_os(common::PYTHON_ENV).map(PathBuf::from);
+    let python_threads: usize = env_or("SENTMON_BENCH_PYTHON_THREADS", 1);
+    let rounds: usize = env_or("SENTMON_BENCH_ROUNDS", DEFAULT_ROUNDS);
+    let backlog: usize = env_or("SENTMON_BENCH_BACKLOG", DEFAULT_BACKLOG);
+    let mut consumers = vec![Consumer::Sentmon];
+    if python.is_some() {
+        consumers.extend(PYTHON_MODES);
     }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    let (mut daemon, _) = start_daemon(scratch.path(), &brokers, "bench.in", "bench.out", "bench-throughput");
-    let records = read_until(&brokers, "bench.out", BACKLOG_MESSAGES, Duration::from_secs(600));
-    let first = records.iter().map(|(timestamp, _)| *timestamp).min().unwrap();
-    let last = records.iter().map(|(timestamp, _)| *timestamp).max().unwrap();
-    let throughput = records.len() as f64 / (last - first).max(1) as f64 * 1000.0;
-    println!(
-        "throughput: {} messages in {:.1} s = {:.0} messages/s sustained (broker timestamps of first and last record)",
-        records.len(),
-        (last - first) as f64 / 1000.0,
-        throughput
-    );
-    let throughput_rss = peak_rss_mib(&daemon);
-    stop(&mut daemon);
-
-    // 2. Latency at a steady offered rate (a fresh daemon and topics).
-    let (mut daemon, port) = start_daemon(scratch.path(), &brokers, "latency.in", "latency.out", "bench-latency");
-    // Messages produced before the group join completes would wait for it and measure the join.
-    wait_until_assigned(port, Duration::from_secs(60));
-    let total = (OFFERED_RATE * LATENCY_SECONDS as f64) as usize;
-    // The reader runs while messages are produced: latency is produce -> record read back.
-    let reader_brokers = brokers.clone();
-    let reader =
-        std::thread::spawn(move || read_until(&reader_brokers, "latency.out", total, Duration::from_secs(120)));
-    let started = Instant::now();
-    for index in 0..total {
-        let due = started + Duration::from_secs_f64(index as f64 / OFFERED_RATE);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let payload =
-            serde_json::json!({"id": index.to_string(), "text": texts[index % texts.len()], "sent_ms": now_ms()})
-                .to_string();
-        send(&producer, "latency.in", &index.to_string(), payload.as_bytes());
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    let records = reader.join().expect("latency reader");
-    let mut latencies: Vec<i64> = records
-        .iter()
-        .map(|(read_at, payload)| {
-            let value: serde_json::Value = serde_json::from_slice(payload).unwrap();
-            read_at - value["sent_ms"].as_i64().unwrap()
-        })
-        .collect();
-    latencies.sort_unstable();
-    let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    println!(
-        "latency at {OFFERED_RATE:.0} messages/s offered for {LATENCY_SECONDS} s ({} records): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (produce -> record read back)",
-        latencies.len(),
-        quantile(0.5),
-        quantile(0.9),
-        quantile(0.99),
-        latencies.last().unwrap()
-    );
-    let latency_rss = peak_rss_mib(&daemon);
-    stop(&mut daemon);
-    println!("daemon peak RSS: {throughput_rss:.0} MiB (throughput run), {latency_rss:.0} MiB (latency run)");
-    broker.stop();
-}
-
-fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "1").create().expect("producer")
-}
-
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, payload: &[u8]) {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((_, returned)) => {
-                record = returned;
-                producer.poll(Duration::from_millis(5));
-            }
+    let mut topics = vec!["backlog.in".to_string()];
+    for round in 1..=rounds {
+        for consumer in &consumers {
+            let name = format!("{}.{round}", consumer.slug());
+            topics.extend(common::output_topics(&name));
+            topics.push(format!("{name}.latency.in"));
+            topics.extend(common::output_topics(&format!("{name}.latency")));
         }
     }
-}
-
-fn start_daemon(dir: &Path, brokers: &str, input: &str, output: &str, group: &str) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ninput_topics = [\"{input}\"]\noutput_topic = \"{output}\"\n\
-         dead_letter_topic = \"bench.dead\"\nalerts_topic = \"bench.alerts\"\n\
-         [kafka.consumer_options]\n\"fetch.wait.max.ms\" = \"{FETCH_WAIT_MAX_MS}\"\n[model]\npath = \"{}\"\nworkers = 2\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n",
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default").display()
-    );
-    let path = dir.join(format!("{group}.toml"));
-    std::fs::File::create(&path).unwrap().write_all(config.as_bytes()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sentmon"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, port)
-}
-
-fn stop(daemon: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
-    let _ = daemon.wait();
-}
-
-fn peak_rss_mib(daemon: &Child) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// Reads the topic from the beginning until `expected` records (deduplicated by key) arrived;
-/// returns (read time or broker timestamp in ms, payload).
-fn read_until(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<(i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-reader-{topic}"))
-        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut records: HashMap<Vec<u8>, (i64, Vec<u8>)> = HashMap::new();
-    let deadline = Instant::now() + timeout;
-    while records.len() < expected && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
-            let at = if topic.starts_with("latency") { now_ms() } else { message.timestamp().to_millis().unwrap_or(0) };
-            records
-                .entry(message.key().unwrap_or_default().to_vec())
-                .or_insert_with(|| (at, message.payload().unwrap_or_default().to_vec()));
-        }
-    }
-    assert_eq!(records.len(), expected, "only {} of {expected} records arrived on {topic}", records.len());
-    records.into_values().collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn bench_texts() -> Vec<String> {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/en/topic.train.jsonl");
-    let source = if shared.exists() {
-        shared
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/headlines.topic.jsonl")
+    let broker = BrokerProcess::start(&topics);
+    let bench = Bench {
+        brokers: broker.bootstrap_servers().to_string(),
+        backlog,
+        scratch: tempfile::tempdir().unwrap(),
+        python,
+        python_threads,
+        texts: common::texts("topic"),
     };
-    std::fs::read_to_string(&source)
-        .unwrap()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|row| row["text"].as_str().map(str::to_string))
-        .collect()
+    println!(
+        "end-to-end bench: {} partitions, `sentmon broker` in its own process, {} distinct texts from {}, \
+         backlog {backlog} messages, latency at {OFFERED_RATE:.0} messages/s for {LATENCY_SECONDS:.0} s, \
+         {rounds} rounds",
+        common::PARTITIONS,
+        bench.texts.len(),
+        common::texts_file("topic").display(),
+    );
+    match &bench.python {
+        Some(python) => println!(
+            "Python: {} with torch.set_num_threads({python_threads}), random weights of the shipped model's sizes",
+            python.display()
+        ),
+        None => println!("Python consumers skipped: set {} (scripts/bench.sh does)", common::PYTHON_ENV),
+    }
+
+    let producer = common::producer(&bench.brokers);
+    for index in 0..backlog {
+        let payload = serde_json::json!({"id": index.to_string(), "text": bench.texts[index % bench.texts.len()]});
+        common::send(&producer, "backlog.in", &index.to_string(), payload.to_string().as_bytes());
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let mut figures: HashMap<&str, Figures> = HashMap::new();
+    for round in 1..=rounds {
+        for &consumer in &consumers {
+            let name = format!("{}.{round}", consumer.slug());
+            let (rate, peak_rss) = throughput(&bench, consumer, &name);
+            let (p50, p99) = latency(&bench, consumer, &name);
+            println!(
+                "round {round}, {:<20} {rate:>7.0} messages/s, p50 {p50:>4.0} ms, p99 {p99:>5.0} ms, peak RSS {peak_rss:.0} MiB",
+                consumer.label()
+            );
+            let entry = figures.entry(consumer.slug()).or_default();
+            entry.messages_per_second.push(rate);
+            entry.p50_ms.push(p50);
+            entry.p99_ms.push(p99);
+            entry.peak_rss_mib.push(peak_rss);
+        }
+    }
+    drop(broker);
+    print_table(&consumers, &figures, rounds);
 }
 
-fn wait_until_assigned(port: u16, timeout: Duration) {
-    use std::io::Read;
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let mut response = String::new();
-            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut response).is_ok()
-                && response.contains("\"assigned\"")
-            {
-                return;
+/// Messages/s over the backlog, and the consumer's peak RSS.
+fn throughput(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
+    let mut process = bench.start(consumer, "backlog.in", name);
+    let reader = TopicReader::new(&bench.brokers, &format!("{name}.out"));
+    let mut timestamps: HashMap<Vec<u8>, i64> = HashMap::new();
+    reader.read(Instant::now() + Duration::from_secs(1800), |message| {
+        let timestamp = message.timestamp().to_millis().unwrap_or(0);
+        timestamps.entry(message.key().unwrap_or_default().to_vec()).or_insert(timestamp);
+        timestamps.len() < bench.backlog
+    });
+    assert_eq!(timestamps.len(), bench.backlog, "{}: records missing", consumer.label());
+    let peak_rss = common::memory_mib(process.id(), "VmHWM");
+    process.stop();
+    let first = timestamps.values().min().unwrap();
+    let last = timestamps.values().max().unwrap();
+    (bench.backlog as f64 / (last - first).max(1) as f64 * 1000.0, peak_rss)
+}
+
+/// p50 and p99 of produce -> record read back at [`OFFERED_RATE`].
+fn latency(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
+    let input = format!("{name}.latency.in");
+    let latency_name = format!("{name}.latency");
+    let _process = bench.start(consumer, &input, &latency_name);
+    let reader = TopicReader::new(&bench.brokers, &format!("{latency_name}.out"));
+    let producer = common::producer(&bench.brokers);
+    common::send_paced(&producer, &input, &bench.texts, f64::INFINITY, 0..WARMUP_MESSAGES, "warmup-", Duration::ZERO);
+    let mut warmed_up = 0;
+    let answered = reader.read(Instant::now() + Duration::from_secs(120), |message| {
+        warmed_up += usize::from(message.key().is_some_and(|key| key.starts_with(b"warmup-")));
+        warmed_up < WARMUP_MESSAGES
+    });
+    assert!(answered, "{}: no answer to the warm-up messages within 120 s", consumer.label());
+
+    let total = (OFFERED_RATE * LATENCY_SECONDS) as usize;
+    let reading = std::thread::spawn(move || {
+        let mut latencies: HashMap<Vec<u8>, i64> = HashMap::new();
+        reader.read(Instant::now() + Duration::from_secs(600), |message| {
+            let key = message.key().unwrap_or_default();
+            if !key.starts_with(b"warmup-") {
+                let latency = common::now_ms() - common::sent_ms(message.payload().unwrap_or_default());
+                latencies.entry(key.to_vec()).or_insert(latency);
             }
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            latencies.len() < total
+        });
+        latencies
+    });
+    common::send_paced(&producer, &input, &bench.texts, OFFERED_RATE, 0..total, "", Duration::ZERO);
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let mut latencies: Vec<i64> = reading.join().expect("latency reader").into_values().collect();
+    assert_eq!(latencies.len(), total, "{}: records missing", consumer.label());
+    latencies.sort_unstable();
+    (common::quantile(&latencies, 0.5) as f64, common::quantile(&latencies, 0.99) as f64)
+}
+
+fn print_table(consumers: &[Consumer], figures: &HashMap<&str, Figures>, rounds: usize) {
+    let median = |consumer: Consumer, pick: fn(&Figures) -> &Vec<f64>| common::median(pick(&figures[consumer.slug()]));
+    println!();
+    println!("median of {rounds} rounds");
+    println!("| consumer | messages/s (backlog) | p50 ms | p99 ms (at {OFFERED_RATE:.0}/s) | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    for &consumer in consumers {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            consumer.label(),
+            median(consumer, |f| &f.messages_per_second),
+            median(consumer, |f| &f.p50_ms),
+            median(consumer, |f| &f.p99_ms),
+            median(consumer, |f| &f.peak_rss_mib),
+        );
     }
-    panic!("the daemon was not assigned partitions within {timeout:?}");
+    for (python, target) in [(Consumer::PythonPerMessage, 5.0), (Consumer::PythonBatched, 2.0)] {
+        if !consumers.contains(&python) {
+            continue;
+        }
+        let speedup =
+            median(Consumer::Sentmon, |f| &f.messages_per_second) / median(python, |f| &f.messages_per_second);
+        let p99_ratio = median(Consumer::Sentmon, |f| &f.p99_ms) / median(python, |f| &f.p99_ms);
+        println!(
+            "sentmon / {}: {speedup:.1}x the messages/s (target >= {target}x: {}); p99 latency {p99_ratio:.2}x \
+             (below 1: sentmon's is lower)",
+            python.label(),
+            if speedup >= target { "met" } else { "NOT met" }
+        );
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .map_or(default, |value| value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a whole number")))
 }
