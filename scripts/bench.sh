@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite, sentmon against the Python way, in one run on this machine (about 15 minutes
+# The benchmark suite, sentmon against the Python way, in one run on this machine (about 10 minutes
 # on 2 cores, plus about 3 minutes the first time to set up the Python venv):
 #   1. classification alone: `cargo bench --bench throughput`, with the Python yardstick's model
 #      (benches/python_way.py: a PyTorch LSTM of the shipped model's size) on the same texts;
