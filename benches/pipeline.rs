@@ -14,7 +14,11 @@
 //!
 //! Medians over the rounds, then the ratios sentmon / Python. Run: `cargo bench --bench pipeline`,
 //! or `scripts/bench.sh` for the whole suite. `SENTMON_BENCH_ROUNDS` (default 3) sets the rounds,
-//! `SENTMON_BENCH_BACKLOG` (default 30,000) the backlog's messages.
+//! `SENTMON_BENCH_BACKLOG` (default 30,000) the backlog's messages, `SENTMON_BENCH_LATENCY_RATE`
+//! (default 200) the latency runs' offered messages/s and `SENTMON_BENCH_LATENCY_BURST_MS`
+//! (default 0: evenly spaced) sends them in bursts of that length. At high rates use bursts: the
+//! mock broker finds each fetch's offset by walking every stored batch of the partition, so one
+//! message per produce batch makes its fetches slower as the run goes on (benches/soak.rs).
 
 mod common;
 
@@ -29,9 +33,9 @@ use rdkafka::producer::Producer;
 /// Long enough that sentmon's run lasts several seconds; the per-message Python consumer takes
 /// about two minutes over it.
 const DEFAULT_BACKLOG: usize = 30_000;
-/// The offered rate of the latency runs: one rate for every consumer, low enough that the
+/// The default offered rate of the latency runs: one rate for every consumer, low enough that the
 /// per-message Python consumer keeps up, so the figures compare latency, not queueing.
-const OFFERED_RATE: f64 = 200.0;
+const DEFAULT_OFFERED_RATE: usize = 200;
 const LATENCY_SECONDS: f64 = 20.0;
 /// Sent before a latency run and waited for: the first answer proves the group has joined and
 /// the model has run once, neither of which is what the latency figures are about.
@@ -72,6 +76,9 @@ struct Bench {
     python: Option<PathBuf>,
     python_threads: usize,
     texts: Vec<String>,
+    /// Messages/s offered in the latency runs, and the bursts they are sent in.
+    offered_rate: f64,
+    burst: Duration,
 }
 
 impl Bench {
@@ -128,14 +135,18 @@ fn main() {
         python,
         python_threads,
         texts: common::texts("topic"),
+        offered_rate: env_or("SENTMON_BENCH_LATENCY_RATE", DEFAULT_OFFERED_RATE) as f64,
+        burst: Duration::from_millis(env_or("SENTMON_BENCH_LATENCY_BURST_MS", 0) as u64),
     };
     println!(
         "end-to-end bench: {} partitions, `sentmon broker` in its own process, {} distinct texts from {}, \
-         backlog {backlog} messages, latency at {OFFERED_RATE:.0} messages/s for {LATENCY_SECONDS:.0} s, \
+         backlog {backlog} messages, latency at {:.0} messages/s (bursts of {} ms) for {LATENCY_SECONDS:.0} s, \
          {rounds} rounds",
         common::PARTITIONS,
         bench.texts.len(),
         common::texts_file("topic").display(),
+        bench.offered_rate,
+        bench.burst.as_millis(),
     );
     match &bench.python {
         Some(python) => println!(
@@ -170,7 +181,7 @@ fn main() {
         }
     }
     drop(broker);
-    print_table(&consumers, &figures, rounds);
+    print_table(&consumers, &figures, rounds, bench.offered_rate);
 }
 
 /// Messages/s over the backlog, and the consumer's peak RSS.
@@ -191,7 +202,7 @@ fn throughput(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
     (bench.backlog as f64 / (last - first).max(1) as f64 * 1000.0, peak_rss)
 }
 
-/// p50 and p99 of produce -> record read back at [`OFFERED_RATE`].
+/// p50 and p99 of produce -> record read back at the offered rate.
 fn latency(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
     let input = format!("{name}.latency.in");
     let latency_name = format!("{name}.latency");
@@ -206,7 +217,7 @@ fn latency(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
     });
     assert!(answered, "{}: no answer to the warm-up messages within 120 s", consumer.label());
 
-    let total = (OFFERED_RATE * LATENCY_SECONDS) as usize;
+    let total = (bench.offered_rate * LATENCY_SECONDS) as usize;
     let reading = std::thread::spawn(move || {
         let mut latencies: HashMap<Vec<u8>, i64> = HashMap::new();
         reader.read(Instant::now() + Duration::from_secs(600), |message| {
@@ -219,7 +230,7 @@ fn latency(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
         });
         latencies
     });
-    common::send_paced(&producer, &input, &bench.texts, OFFERED_RATE, 0..total, "", Duration::ZERO);
+    common::send_paced(&producer, &input, &bench.texts, bench.offered_rate, 0..total, "", bench.burst);
     producer.flush(Duration::from_secs(60)).unwrap();
     let mut latencies: Vec<i64> = reading.join().expect("latency reader").into_values().collect();
     assert_eq!(latencies.len(), total, "{}: records missing", consumer.label());
@@ -227,11 +238,11 @@ fn latency(bench: &Bench, consumer: Consumer, name: &str) -> (f64, f64) {
     (common::quantile(&latencies, 0.5) as f64, common::quantile(&latencies, 0.99) as f64)
 }
 
-fn print_table(consumers: &[Consumer], figures: &HashMap<&str, Figures>, rounds: usize) {
+fn print_table(consumers: &[Consumer], figures: &HashMap<&str, Figures>, rounds: usize, offered_rate: f64) {
     let median = |consumer: Consumer, pick: fn(&Figures) -> &Vec<f64>| common::median(pick(&figures[consumer.slug()]));
     println!();
     println!("median of {rounds} rounds");
-    println!("| consumer | messages/s (backlog) | p50 ms | p99 ms (at {OFFERED_RATE:.0}/s) | peak RSS MiB |");
+    println!("| consumer | messages/s (backlog) | p50 ms | p99 ms (at {offered_rate:.0}/s) | peak RSS MiB |");
     println!("|---|---|---|---|---|");
     for &consumer in consumers {
         println!(
