@@ -254,9 +254,12 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
     pub batch_size: usize,
 }
+
+/// Texts per forward pass when scoring a model (`eval`, and the retrain gate).
+pub const EVAL_BATCH_SIZE: usize = 256;
 
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {

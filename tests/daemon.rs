@@ -170,7 +170,7 @@ fn a_second_signal_during_a_stuck_drain_exits_at_once() {
     broker.stop();
     let pid = daemon.child.id().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    wait_for("the drain to start", GENEROUS, || daemon.log().contains("shutting down: draining"));
+    daemon.wait_for_log("shutting down: draining", GENEROUS);
     std::thread::sleep(Duration::from_secs(2));
     let mut daemon = daemon;
     assert!(daemon.child.try_wait().unwrap().is_none(), "the drain is stuck waiting for the broker:\n{}", daemon.log());

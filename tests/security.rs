@@ -9,22 +9,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const SECRET: &str = "s3cr3t-hunter2-do-not-log";
-
-fn wait_for_log(daemon: &Daemon, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if daemon.log().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the log never showed {needle:?} within {timeout:?}:\n{}", daemon.log());
-}
 
 /// Runs the daemon with `producer_options` (TOML lines for `[kafka.producer_options]`) and the
 /// `environment` (pass-through variables) until its log shows `evidence`, and checks the secret is
@@ -37,7 +26,7 @@ fn assert_applied_and_secret_kept(producer_options: &str, environment: &[(&str, 
     let extra = format!("[kafka.producer_options]\n{producer_options}\n");
     let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, &extra);
     let daemon = Daemon::start_with_env(&config, http_port, scratch.path(), environment);
-    wait_for_log(&daemon, evidence, Duration::from_secs(60));
+    daemon.wait_for_log(evidence, Duration::from_secs(60));
     let metrics = daemon.metrics();
     assert!(metrics.contains("sentmon_ready 0"), "cannot authenticate, so not ready:\n{metrics}");
     assert!(!metrics.contains(SECRET));

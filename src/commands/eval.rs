@@ -44,7 +44,8 @@ pub(crate) fn head_scores(classifier: &Classifier, examples: &[LabelledText]) ->
         if !examples.iter().any(|example| label_of(example, task).is_some()) {
             continue;
         }
-        let macro_f1 = confusion_matrix(classifier, examples, task, GATE_BATCH_SIZE)?.report(task.as_str()).macro_f1;
+        let macro_f1 =
+            confusion_matrix(classifier, examples, task, crate::cli::EVAL_BATCH_SIZE)?.report(task.as_str()).macro_f1;
         match task {
             Task::Topic => scores.topic_macro_f1 = Some(macro_f1),
             Task::Sentiment => scores.sentiment_macro_f1 = Some(macro_f1),
@@ -52,9 +53,6 @@ pub(crate) fn head_scores(classifier: &Classifier, examples: &[LabelledText]) ->
     }
     Ok(scores)
 }
-
-/// Texts per forward pass when scoring for the gate: eval's default.
-const GATE_BATCH_SIZE: usize = 256;
 
 fn label_of(example: &LabelledText, task: Task) -> Option<&str> {
     match task {

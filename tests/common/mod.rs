@@ -41,15 +41,20 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Polls `condition` until it holds; panics naming `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, condition), "timed out after {timeout:?} waiting for {what}");
+}
+
+/// Checks `condition` every 50 ms until it holds (true) or `timeout` passes (false).
+pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if condition() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    false
 }
 
 pub fn model_dir() -> PathBuf {
@@ -179,29 +184,29 @@ impl Daemon {
         metric_sum(&self.metrics(), name)
     }
 
+    /// Waits until `condition` holds; if it does not within `timeout`, panics naming `what`, with
+    /// the daemon's log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut condition: impl FnMut(&Daemon) -> bool) {
+        if !poll_until(timeout, || condition(self)) {
+            panic!("{what}: not within {timeout:?}; log:\n{}", self.log());
+        }
+    }
+
     /// Waits until one exact series (`name{labels}`) reaches `at_least`.
     pub fn wait_for_series(&self, series: &str, at_least: f64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if metric_value(&self.metrics(), series) >= at_least {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{series} did not reach {at_least} within {timeout:?}; log:\n{}", self.log());
+        let what = format!("{series} reaching {at_least}");
+        self.wait_until(&what, timeout, |daemon| metric_value(&daemon.metrics(), series) >= at_least);
+    }
+
+    /// Waits until the daemon's log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        self.wait_until(&format!("the log showing {needle:?}"), timeout, |daemon| daemon.log().contains(needle));
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some((status, _)) = http_get(self.http_port, "/readyz") {
-                if status == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("daemon not ready within {timeout:?}; log:\n{}", self.log());
+        self.wait_until("/readyz answering 200", timeout, |daemon| {
+            http_get(daemon.http_port, "/readyz").is_some_and(|(status, _)| status == 200)
+        });
     }
 
     /// Whether the process is still running (it has not exited or crashed).
