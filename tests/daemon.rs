@@ -160,8 +160,7 @@ fn a_second_signal_during_a_stuck_drain_exits_at_once() {
     let http_port = free_port();
     // A long grace period, so only the second signal can end this drain quickly.
     let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
-    let config_text = std::fs::read_to_string(&config).unwrap().replace("grace_secs = 20", "grace_secs = 120");
-    std::fs::write(&config, config_text).unwrap();
+    edit_config(&config, "grace_secs = 20", "grace_secs = 120");
     let daemon = Daemon::start(&config, http_port, scratch.path());
     daemon.wait_ready(GENEROUS);
     produce_all(broker.bootstrap_servers(), &headline_messages(2_000, "stuck"));

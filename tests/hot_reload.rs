@@ -198,9 +198,7 @@ fn sighup_reloads_the_promoted_model_when_polling_is_off() {
     let new_version = add_variant(scratch.path(), &registry, "20261126-000000-sighup01", |_, _| {});
     let http_port = free_port();
     let config = write_config_serving(scratch.path(), broker.bootstrap_servers(), http_port, &registry, "");
-    let polling_off =
-        std::fs::read_to_string(&config).unwrap().replace("watch_interval_secs = 1", "watch_interval_secs = 0");
-    std::fs::write(&config, polling_off).unwrap();
+    edit_config(&config, "watch_interval_secs = 1", "watch_interval_secs = 0");
     let daemon = Daemon::start(&config, http_port, scratch.path());
     daemon.wait_ready(Duration::from_secs(90));
 

@@ -120,9 +120,16 @@ grace_secs = 20
 /// the `[kafka.consumer_options]` table from the appended `extra`).
 pub fn add_consumer_option(config: &Path, key: &str, value: &str) {
     const TABLE: &str = "[kafka.consumer_options]\n";
+    edit_config(config, TABLE, &format!("{TABLE}\"{key}\" = \"{value}\"\n"));
+}
+
+/// Replaces `from` with `to` in a written config, for a setting that `extra` cannot override
+/// (a key `write_config` already sets). Panics when `from` is absent, so a changed template cannot
+/// silently turn the edit into a no-op.
+pub fn edit_config(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).unwrap();
-    assert!(text.contains(TABLE), "{} has no {TABLE}", config.display());
-    std::fs::write(config, text.replace(TABLE, &format!("{TABLE}\"{key}\" = \"{value}\"\n"))).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", config.display());
+    std::fs::write(config, text.replace(from, to)).unwrap();
 }
 
 /// Runs a command to completion; panics with its output when it fails.
