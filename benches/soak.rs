@@ -123,7 +123,7 @@ fn main() {
     }
     sender.join().expect("the producer thread");
     let (distinct, duplicates) = reader.join().expect("the reader thread");
-    let exposition = common::http_get(port, "/metrics").unwrap_or_default();
+    let exposition = common::http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
     let peak_rss = common::memory_mib(daemon.id(), "VmHWM");
     let exit = daemon.stop();
     drop(broker);
@@ -139,12 +139,12 @@ fn main() {
         all_latencies.last().copied().unwrap_or_default(),
         all_latencies.len()
     );
-    let dead_letters = common::metric_total(&exposition, "sentmon_messages_dead_lettered_total");
+    let dead_letters = common::metric_sum(&exposition, "sentmon_messages_dead_lettered_total") as u64;
     println!(
         "counts: in {total} produced; out {distinct} distinct records read back, {duplicates} duplicates, \
          {dead_letters} dead letters; daemon counters: {} consumed, {} classified; daemon exit: {exit}",
-        common::metric_total(&exposition, "sentmon_messages_consumed_total"),
-        common::metric_total(&exposition, "sentmon_messages_classified_total"),
+        common::metric_sum(&exposition, "sentmon_messages_consumed_total") as u64,
+        common::metric_sum(&exposition, "sentmon_messages_classified_total") as u64,
     );
     print_memory_verdict(&rss_samples, peak_rss);
     assert_eq!(distinct as u64 + dead_letters, total as u64, "in != out + dead letters");

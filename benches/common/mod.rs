@@ -5,7 +5,11 @@
 // Each bench binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+#[path = "../../tests/common/scrape.rs"]
+mod scrape;
+#[allow(unused_imports)] // as with dead code: not every bench binary reads the metrics
+pub use scrape::{http_get, metric_sum};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -224,37 +228,17 @@ pub fn memory_mib(pid: u32, field: &str) -> f64 {
     kib / 1024.0
 }
 
-/// The body of `GET path` on the daemon's HTTP listener, or None while it is not up.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
 /// Waits until `/readyz` says the daemon has partitions: messages produced before the group
 /// join completes would wait for it and measure the join.
 pub fn wait_until_assigned(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if http_get(port, "/readyz").is_some_and(|body| body.contains("\"assigned\"")) {
+        if http_get(port, "/readyz").is_some_and(|(_, body)| body.contains("\"assigned\"")) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the daemon was not assigned partitions within {timeout:?}");
-}
-
-/// Sum over all label sets of a counter in a Prometheus text exposition.
-pub fn metric_total(exposition: &str, name: &str) -> u64 {
-    exposition
-        .lines()
-        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|value| value as u64)
-        .sum()
 }
 
 /// Reads every partition of a topic from the beginning, outside any group (no join to wait for).
