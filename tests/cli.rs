@@ -162,6 +162,67 @@ fn train_eval_and_classify_work_together_on_the_fixtures() {
     assert!(lines[5]["error"].as_str().unwrap().contains("empty"), "{}", lines[5]);
 }
 
+/// Writes a word-vector directory as `scripts/setup.sh` lays out GloVe: `words.txt` and a
+/// float32 `vectors.npy`, where word `i` has every component equal to `i + 1`.
+fn write_word_vectors(directory: &Path, words: &[&str], width: i64) {
+    std::fs::create_dir_all(directory).unwrap();
+    std::fs::write(directory.join("words.txt"), words.iter().map(|word| format!("{word}\n")).collect::<String>())
+        .unwrap();
+    let rows: Vec<f32> = (0..words.len()).flat_map(|row| vec![row as f32 + 1.0; width as usize]).collect();
+    tch::Tensor::from_slice(&rows).view([words.len() as i64, width]).write_npy(directory.join("vectors.npy")).unwrap();
+}
+
+#[test]
+fn train_with_glove_adds_unseen_words_and_a_frozen_embedding_keeps_their_vectors() {
+    let scratch = tempfile::tempdir().unwrap();
+    let vectors = scratch.path().join("glove");
+    // "shares" occurs in the fixtures; "stagflation" and "downgrade" never do.
+    write_word_vectors(&vectors, &["shares", "stagflation", "downgrade"], 16);
+    let bundle = scratch.path().join("model");
+    let output = run_ok(
+        sentmon()
+            .args(["train", "--data"])
+            .arg(fixture("headlines.sentiment.jsonl"))
+            .arg(fixture("headlines.topic.jsonl"))
+            .args(["--epochs", "2", "--validation-fraction", "0.2", "--test-fraction", "0.1"])
+            .args(tiny_training_args(&bundle))
+            .arg("--glove")
+            .arg(&vectors)
+            .args(["--glove-words", "2", "--embedding-lr-scale", "0"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 of") && stderr.contains("start from a pretrained vector"), "{stderr}");
+
+    let tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("tokenizer.json")).unwrap()).unwrap();
+    let tokens: Vec<&str> =
+        tokenizer["vocab"]["tokens"].as_array().unwrap().iter().map(|token| token.as_str().unwrap()).collect();
+    let id = |word: &str| tokens.iter().position(|token| *token == word);
+    assert!(id("stagflation").is_some(), "an unseen word among the first --glove-words joins the vocabulary");
+    assert_eq!(id("downgrade"), None, "--glove-words 2 admits only the two most frequent vector words");
+
+    let weights = tch::Tensor::read_safetensors(bundle.join("weights.safetensors")).unwrap();
+    let (_, embedding) = weights.iter().find(|(name, _)| name == "token_embedding.weight").unwrap();
+    let row = |word: &str| -> Vec<f32> {
+        Vec::<f32>::try_from(embedding.get(id(word).unwrap() as i64).to_kind(tch::Kind::Float)).unwrap()
+    };
+    assert_eq!(row("shares"), vec![1.0; 16], "frozen: the pretrained vector is kept through training");
+    assert_eq!(row("stagflation"), vec![2.0; 16]);
+
+    let mismatch = sentmon()
+        .args(["train", "--data"])
+        .arg(fixture("headlines.sentiment.jsonl"))
+        .arg(fixture("headlines.topic.jsonl"))
+        .arg("--out")
+        .arg(scratch.path().join("unused"))
+        .args(["--embedding-dim", "32", "--glove"])
+        .arg(&vectors)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&mismatch.stderr);
+    assert!(!mismatch.status.success() && stderr.contains("set it to 16"), "{stderr}");
+}
+
 #[test]
 fn train_reports_bad_rows_with_file_and_line_and_strict_makes_them_fatal() {
     let scratch = tempfile::tempdir().unwrap();

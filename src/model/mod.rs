@@ -4,6 +4,7 @@
 mod batch;
 pub mod bundle;
 mod classifier;
+pub mod glove;
 mod network;
 pub mod train;
 pub mod worker;

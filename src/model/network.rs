@@ -59,6 +59,10 @@ impl Architecture {
     }
 }
 
+/// The optimiser parameter group of the token embedding, so training can give pretrained word
+/// vectors a smaller learning rate than the rest (or none: frozen). Everything else is group 0.
+pub const EMBEDDING_PARAMETER_GROUP: usize = 1;
+
 pub struct Network {
     token_embedding: nn::Embedding,
     forward_lstm: nn::LSTM,
@@ -98,7 +102,7 @@ impl Network {
         let feature_init = nn::Init::Uniform { lo: -0.05, up: 0.05 };
         Network {
             token_embedding: nn::embedding(
-                root / "token_embedding",
+                root.set_group(EMBEDDING_PARAMETER_GROUP) / "token_embedding",
                 architecture.vocab_size,
                 architecture.embedding_dim,
                 Default::default(),

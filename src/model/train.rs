@@ -3,6 +3,7 @@
 //! label belongs to), class weighting, dropout, gradient clipping and early stopping on
 //! validation macro-F1. Deterministic for a given seed and thread count.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::ensure;
@@ -19,7 +20,8 @@ use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
-use super::network::{Architecture, Network, bag_width, sequence_width};
+use super::glove::WordVectors;
+use super::network::{Architecture, EMBEDDING_PARAMETER_GROUP, Network, bag_width, sequence_width};
 use crate::evaluation::{self, ConfusionMatrix, EvaluationReport};
 use crate::text::{EncodedText, EncoderConfig, TextEncoder};
 
@@ -34,6 +36,13 @@ pub enum ClassWeighting {
     Balanced,
 }
 
+/// Token embedding width when neither the options nor word vectors set one.
+const DEFAULT_EMBEDDING_DIM: i64 = 64;
+
+fn full_learning_rate_scale() -> f64 {
+    1.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingOptions {
     pub epochs: usize,
@@ -46,12 +55,24 @@ pub struct TrainingOptions {
     pub pretrain_epochs: usize,
     pub pretrain_learning_rate: f64,
     pub language_model_vocab: i64,
-    pub embedding_dim: i64,
+    /// Token embedding width; None: the word vectors' width with `word_vectors`, else 64.
+    pub embedding_dim: Option<i64>,
     pub hidden_size: i64,
     pub feature_dim: i64,
     pub dropout: f64,
     pub token_dropout: f64,
     pub encoder: EncoderConfig,
+    /// Directory of pretrained word vectors (`glove::WordVectors`) that initialise the token
+    /// embedding and extend the vocabulary; None trains the embedding from scratch.
+    #[serde(default)]
+    pub word_vectors: Option<PathBuf>,
+    /// How many of the vectors' most frequent words join the vocabulary beyond the training texts'.
+    #[serde(default)]
+    pub word_vector_vocab: usize,
+    /// The token embedding's learning rate as a share of the rest's: 1 trains it like every
+    /// other weight, 0 freezes it (sensible only for pretrained vectors).
+    #[serde(default = "full_learning_rate_scale")]
+    pub embedding_learning_rate_scale: f64,
     pub seed: u64,
     pub show_progress: bool,
 }
@@ -88,11 +109,32 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let started = Instant::now();
     ensure!(!training_set.topic_labels.is_empty(), "no topic labels in the training split: a bundle needs both heads");
     ensure!(options.batch_size >= 1, "batch size must be at least 1");
+    ensure!(
+        options.embedding_learning_rate_scale.is_finite() && options.embedding_learning_rate_scale >= 0.0,
+        "--embedding-lr-scale is {} but must be a number >= 0 (1: like the rest, 0: frozen)",
+        options.embedding_learning_rate_scale
+    );
     tch::manual_seed(options.seed as i64);
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(options.seed);
 
-    let encoder =
-        TextEncoder::build(options.encoder.clone(), training_set.train.iter().map(|example| example.text.as_str()));
+    let training_texts = training_set.train.iter().map(|example| example.text.as_str());
+    let word_vectors = options.word_vectors.as_deref().map(WordVectors::load).transpose()?;
+    let encoder = match &word_vectors {
+        Some(vectors) => {
+            if let Some(embedding_dim) = options.embedding_dim {
+                ensure!(
+                    vectors.width() == embedding_dim,
+                    "the word vectors are {} wide but --embedding-dim is {embedding_dim}: leave --embedding-dim \
+                     out (it follows the vectors) or set it to {}",
+                    vectors.width(),
+                    vectors.width()
+                );
+            }
+            let words = vectors.words().take(options.word_vector_vocab);
+            TextEncoder::build_with_pretrained_words(options.encoder.clone(), training_texts, words)
+        }
+        None => TextEncoder::build(options.encoder.clone(), training_texts),
+    };
     let encode_all = |examples: &[TrainingExample]| -> Vec<EncodedExample> {
         examples
             .iter()
@@ -111,7 +153,9 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
 
     let architecture = Architecture {
         vocab_size: encoder.vocab().len() as i64,
-        embedding_dim: options.embedding_dim,
+        embedding_dim: options
+            .embedding_dim
+            .unwrap_or_else(|| word_vectors.as_ref().map_or(DEFAULT_EMBEDDING_DIM, WordVectors::width)),
         hidden_size: options.hidden_size,
         feature_buckets: i64::from(encoder.config().feature_buckets),
         feature_dim: options.feature_dim,
@@ -122,6 +166,13 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     };
     let variables = VarStore::new(Device::Cpu);
     let network = Network::new(&variables.root(), &architecture);
+    if let Some(vectors) = &word_vectors {
+        let initialised = vectors.initialise_embedding(&variables, encoder.vocab())?;
+        eprintln!(
+            "word vectors: {initialised} of {} vocabulary tokens start from a pretrained vector",
+            encoder.vocab().len()
+        );
+    }
 
     let mut history = Vec::new();
     if options.pretrain_epochs > 0 {
@@ -141,6 +192,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let auxiliary_heads = AuxiliaryHeads::new(&variables, &architecture);
     let mut optimizer =
         nn::AdamW { wd: options.weight_decay, ..Default::default() }.build(&variables, options.learning_rate)?;
+    set_learning_rate(&mut optimizer, options.learning_rate, options);
     let labelled: Vec<usize> = (0..train_examples.len())
         .filter(|&index| train_examples[index].topic.is_some() || train_examples[index].sentiment.is_some())
         .collect();
@@ -196,7 +248,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
             }
             // Halving on a plateau: the first non-improving epoch usually means the step is too big.
             learning_rate /= 2.0;
-            optimizer.set_lr(learning_rate);
+            set_learning_rate(&mut optimizer, learning_rate, options);
         }
     }
     restore(&variables, &best.weights);
@@ -220,6 +272,12 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let mut manifest = ModelManifest::new(architecture, training_set.topic_labels.clone(), training, validation, test);
     manifest.sentiment_logit_bias = sentiment_logit_bias;
     Ok(TrainedModel { variables, encoder, manifest })
+}
+
+/// Sets the fine-tuning learning rate, scaled down for the token embedding's parameter group.
+fn set_learning_rate(optimizer: &mut nn::Optimizer, learning_rate: f64, options: &TrainingOptions) {
+    optimizer.set_lr(learning_rate);
+    optimizer.set_lr_group(EMBEDDING_PARAMETER_GROUP, learning_rate * options.embedding_learning_rate_scale);
 }
 
 /// Pretrains embedding + LSTMs as two language models: the forward LSTM predicts the next

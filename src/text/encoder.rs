@@ -231,6 +231,19 @@ pub struct EncodedText {
     pub token_feature_count: usize,
 }
 
+/// Whether `word` survives normalisation and tokenisation as one word or cashtag spelt the same,
+/// i.e. whether `encode` could ever look it up.
+fn is_single_vocabulary_token(word: &str) -> bool {
+    let normalized = normalize(word);
+    let mut tokens = TokenIterator::new(&normalized);
+    match (tokens.next(), tokens.next()) {
+        (Some(token), None) => {
+            matches!(token.kind, TokenKind::Word | TokenKind::Cashtag) && token.text.as_ref() == word
+        }
+        _ => false,
+    }
+}
+
 /// The `tokenizer.json` layout.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,6 +269,42 @@ impl TextEncoder {
     /// # Panics
     /// If `config.validate()` fails: check user-supplied configs first.
     pub fn build<'a>(config: EncoderConfig, raw_texts: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::build_with_pretrained_words(config, raw_texts, std::iter::empty())
+    }
+
+    /// As `build`, then appends `pretrained_words` (in their order, e.g. a word-vector table's
+    /// frequency order) that are not in the vocabulary yet and that the tokenizer reads back as
+    /// exactly one word or cashtag of the same spelling (others could never be looked up). The
+    /// stored `max_vocab_size` grows by the words added, so the tokenizer stays self-consistent.
+    /// This is how words never seen in the labelled sets still get their pretrained vector.
+    ///
+    /// # Panics
+    /// If `config.validate()` fails: check user-supplied configs first.
+    pub fn build_with_pretrained_words<'a, 'w>(
+        config: EncoderConfig,
+        raw_texts: impl IntoIterator<Item = &'a str>,
+        pretrained_words: impl IntoIterator<Item = &'w str>,
+    ) -> Self {
+        let counted = Self::build_counted(config, raw_texts);
+        let Self { mut config, vocab } = counted;
+        let mut tokens = vocab.tokens;
+        let mut seen: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+        let mut added: Vec<String> = Vec::new();
+        for word in pretrained_words {
+            if seen.contains(word) || !is_single_vocabulary_token(word) {
+                continue;
+            }
+            seen.insert(word);
+            added.push(word.to_owned());
+        }
+        config.max_vocab_size += added.len();
+        tokens.extend(added);
+        let vocab = Vocab::from_tokens(tokens)
+            .expect("counted and pretrained tokens are distinct, non-empty and never spell a special token");
+        Self { config, vocab }
+    }
+
+    fn build_counted<'a>(config: EncoderConfig, raw_texts: impl IntoIterator<Item = &'a str>) -> Self {
         if let Err(error) = config.validate() {
             panic!("TextEncoder::build needs a valid config: {error}");
         }
