@@ -240,15 +240,25 @@ pub fn declared_language(tag: &str) -> Option<String> {
     (primary.len() == 2 && primary.bytes().all(|byte| byte.is_ascii_alphabetic())).then(|| primary.to_ascii_lowercase())
 }
 
-/// The script with the most weight among the text's letters, ignoring cashtags (`$AAPL`), mentions and URLs, which
-/// are Latin whatever the language around them. `None` when no letter is left. Digits, punctuation and emoji are
-/// not letters and weigh nothing.
+/// The script with the most weight among the text's letters, ignoring cashtags (`$AAPL`), mentions (`@trader`) and
+/// URLs, which are Latin whatever the language around them. `None` when no letter is left. Digits, punctuation and
+/// emoji are not letters and weigh nothing.
 pub fn dominant_script(text: &str) -> Option<Script> {
     let mut weights = [0usize; Script::ALL.len()];
-    for word in text.split_whitespace().filter(|word| !is_markup(word)) {
-        for script in word.chars().filter_map(letter_script) {
+    let mut rest = text;
+    let mut after_ascii_alphanumeric = false;
+    while let Some(character) = rest.chars().next() {
+        let markup = if after_ascii_alphanumeric { 0 } else { markup_length(rest) };
+        if markup > 0 {
+            rest = &rest[markup..];
+            after_ascii_alphanumeric = false;
+            continue;
+        }
+        if let Some(script) = letter_script(character) {
             weights[script as usize] += script.weight();
         }
+        after_ascii_alphanumeric = character.is_ascii_alphanumeric();
+        rest = &rest[character.len_utf8()..];
     }
     // Japanese mixes kanji with kana; Chinese never has kana.
     if weights[Script::Kana as usize] > 0 {
@@ -264,12 +274,21 @@ pub fn dominant_script(text: &str) -> Option<Script> {
     best.map(|(script, _)| script)
 }
 
-/// Cashtags, mentions and URLs: names, not words of the message's language.
-fn is_markup(word: &str) -> bool {
-    word.starts_with('$')
-        || word.starts_with('@')
-        || word.contains("://")
-        || word.as_bytes().get(..4).is_some_and(|start| start.eq_ignore_ascii_case(b"www."))
+/// The length in bytes of the cashtag, ASCII mention or URL that `text` starts with, else 0. Only the ASCII part
+/// counts: Chinese posts put no space after a ticker (`$AAPL苹果大涨`) and name stocks in Chinese between dollar
+/// signs (`$浙江广厦(SH600052)$`), and those characters are the message's language.
+fn markup_length(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let starts_with = |prefix: &[u8]| bytes.get(..prefix.len()).is_some_and(|start| start.eq_ignore_ascii_case(prefix));
+    if starts_with(b"http://") || starts_with(b"https://") || starts_with(b"www.") {
+        return bytes.iter().position(|byte| !byte.is_ascii_graphic()).unwrap_or(bytes.len());
+    }
+    if matches!(bytes.first(), Some(b'$' | b'@')) && bytes.get(1).is_some_and(u8::is_ascii_alphanumeric) {
+        let name_length =
+            bytes[1..].iter().position(|&byte| !(byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.'));
+        return 1 + name_length.unwrap_or(bytes.len() - 1);
+    }
+    0
 }
 
 /// The script of a letter; `None` for anything that is not a letter.
@@ -350,6 +369,19 @@ mod tests {
             refused(&english, "看好 https://example.com/markets/today/story $TSLA", None).as_deref(),
             Some("zh")
         );
+        // Chinese posts run tickers, mentions and links into the text, and name stocks between dollar signs.
+        for text in [
+            "看好$AAPL",
+            "$AAPL苹果大涨",
+            "$浙江广厦(SH600052)$关注了他有一段时间",
+            "@大牛时代网站",
+            "@trader 看好http://t.co/x",
+        ] {
+            assert_eq!(refused(&english, text, None).as_deref(), Some("zh"), "{text}");
+        }
+        // An e-mail address is not a mention; a dollar amount is not a cashtag.
+        assert_eq!(dominant_script("ir@company.com"), Some(Script::Latin));
+        assert_eq!(dominant_script("$5 $AAPL"), None);
         // An English headline quoting one Chinese name stays English.
         assert_eq!(refused(&english, "Alibaba (阿里巴巴) shares jump after earnings beat", None), None);
     }
