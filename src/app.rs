@@ -28,6 +28,7 @@ use crate::pipeline::batcher::{BatchPolicy, Batcher};
 use crate::pipeline::decode::{self, DecodedMessage, InputMessage};
 use crate::pipeline::offsets::OffsetTracker;
 use crate::pipeline::record::{self, Classification};
+use crate::text::language::UnsupportedLanguage;
 use crate::window::{ObserveOutcome, WindowStore};
 use crate::{registry, reload, schedule};
 
@@ -64,6 +65,10 @@ pub struct PendingMessage {
 impl HasText for PendingMessage {
     fn text(&self) -> &str {
         &self.decoded.text
+    }
+
+    fn declared_language(&self) -> Option<&str> {
+        self.decoded.lang.as_deref()
     }
 }
 
@@ -407,6 +412,14 @@ async fn emit_batches(shared: Arc<Shared>, mut results: mpsc::Receiver<Classifie
             let task_shared = Arc::clone(&shared);
             let model = Arc::clone(&model);
             sends.spawn(async move {
+                let prediction = match prediction {
+                    Ok(prediction) => prediction,
+                    Err(unsupported) => {
+                        emit_unsupported_language(&task_shared, &pending, &unsupported, &model.version).await;
+                        drop(permit);
+                        return;
+                    }
+                };
                 let topic = model.topic_labels[prediction.topic_index].as_str();
                 let sentiment = prediction.sentiment.label();
                 let classification = Classification {
@@ -453,6 +466,29 @@ async fn count_in_windows(
         if let Some(late_topic) = &shared.config.kafka.late_topic {
             send_with_retry(shared, "late", late_topic, pending.message.key.as_deref(), payload, &[]).await;
         }
+    }
+}
+
+/// A message in a language the model does not serve: forwarded with null answers and counted, but kept out of the
+/// windows (its "sentiment" would be a guess) and the archive (which holds the model's predictions, for labelling).
+async fn emit_unsupported_language(
+    shared: &Shared,
+    pending: &PendingMessage,
+    unsupported: &UnsupportedLanguage,
+    model_version: &str,
+) {
+    let payload = record::unsupported_language_record(
+        &pending.message,
+        &pending.decoded,
+        &unsupported.language,
+        model_version,
+        now_ms(),
+    );
+    let key = pending.message.key.as_deref();
+    if send_with_retry(shared, "enriched", &shared.config.kafka.output_topic, key, &payload, &[]).await {
+        shared.metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
+        shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+        complete_offset(shared, &pending.message);
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Metrics {
     /// Messages classified by the model. Labels: `topic` (predicted class), `sentiment`
     /// (`negative` | `neutral` | `positive`).
     pub messages_classified: IntCounterVec,
+    /// Messages forwarded with null answers because they are in a language the serving model does not serve, and
+    /// kept out of the windows. Labels: `language` (an ISO 639-1 code the language gate knows, `und-<Script>` for a
+    /// script shared by several languages, or `other` for a declared code it does not know: a closed set).
+    pub messages_unsupported_language: IntCounterVec,
     /// Messages sent to the dead-letter output instead of being classified. Labels: `reason`
     /// (a fixed set of failure kinds, never the error text).
     pub messages_dead_lettered: IntCounterVec,
@@ -122,6 +126,16 @@ impl Metrics {
                     "Messages classified, by predicted topic and sentiment.",
                 ),
                 &["topic", "sentiment"],
+            )?,
+        )?;
+        let messages_unsupported_language = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "sentmon_messages_unsupported_language_total",
+                    "Messages in a language the model does not serve: forwarded unclassified, not counted in windows.",
+                ),
+                &["language"],
             )?,
         )?;
         let messages_dead_lettered = register(
@@ -277,6 +291,7 @@ impl Metrics {
             registry,
             messages_consumed,
             messages_classified,
+            messages_unsupported_language,
             messages_dead_lettered,
             messages_late,
             records_produced,
@@ -358,6 +373,7 @@ mod tests {
     fn touch_every_metric(metrics: &Metrics) {
         metrics.messages_consumed.with_label_values(&["news"]).inc();
         metrics.messages_classified.with_label_values(&["earnings", "negative"]).inc();
+        metrics.messages_unsupported_language.with_label_values(&["zh"]).inc();
         metrics.messages_dead_lettered.with_label_values(&["invalid_json"]).inc();
         metrics.messages_late.with_label_values(&["earnings"]).inc();
         metrics.records_produced.with_label_values(&["enriched"]).inc();
@@ -384,6 +400,7 @@ mod tests {
     const EXPECTED_FAMILIES: &[(&str, &str)] = &[
         ("sentmon_messages_consumed_total", "counter"),
         ("sentmon_messages_classified_total", "counter"),
+        ("sentmon_messages_unsupported_language_total", "counter"),
         ("sentmon_messages_dead_lettered_total", "counter"),
         ("sentmon_messages_late_total", "counter"),
         ("sentmon_records_produced_total", "counter"),

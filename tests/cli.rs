@@ -95,6 +95,7 @@ fn train_eval_and_classify_work_together_on_the_fixtures() {
     }
     let manifest = manifest(&bundle);
     assert_eq!(manifest["sentiment_labels"], serde_json::json!(["negative", "neutral", "positive"]));
+    assert_eq!(manifest["languages"], serde_json::json!(["en"]), "train records the (default) --languages");
     assert!(manifest["training"]["data_digest"].as_str().unwrap().len() == 64);
     let losses = fine_tune_losses(&manifest);
     assert!(losses.first() > losses.last(), "training loss should fall: {losses:?}");
@@ -370,4 +371,55 @@ fn the_demo_fires_an_alert_for_the_spiking_topic_within_about_a_minute() {
     let alert =
         stdout.lines().find(|line| line.starts_with("ALERT")).unwrap_or_else(|| panic!("no alert in:\n{stdout}"));
     assert!(alert.contains("Fed | Central Banks"), "the alert names the spiking topic: {alert}");
+}
+
+fn shipped_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
+}
+
+/// Issue 10: the shipped English model answered "央行降息，股市大涨" neutral at 0.95 probability, a confident answer
+/// to text it cannot read. Now it declines, in the fields the daemon's records use.
+#[test]
+fn classify_answers_null_for_a_language_the_model_does_not_serve() {
+    let input = "央行降息，股市大涨\n\
+                 {\"id\": 7, \"text\": \"Die Aktie steigt\", \"lang\": \"de\"}\n\
+                 $AAPL beats estimates 🚀\n\
+                 {\"text\": \"\"}\n";
+    let lines = classify_stdin(&shipped_model(), input);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, language) in [(&lines[0], "zh"), (&lines[1], "de")] {
+        for unanswered in ["topic", "topic_prob", "sentiment", "sentiment_probs"] {
+            assert!(line.get(unanswered).is_some_and(serde_json::Value::is_null), "{unanswered} is null: {line}");
+        }
+        assert_eq!(line["unsupported_language"], language, "{line}");
+        assert!(line["model_version"].is_string() && line.get("error").is_none(), "{line}");
+    }
+    assert_eq!(lines[0]["text"], "央行降息，股市大涨");
+    assert_eq!(lines[1]["id"], 7);
+    assert!(lines[2]["sentiment"].is_string() && lines[2].get("unsupported_language").is_none(), "{}", lines[2]);
+    assert!(lines[3]["error"].is_string() && lines[3].get("topic").is_none(), "{}", lines[3]);
+}
+
+/// Rows the model cannot read are neither right nor wrong: `eval` leaves them out and says how many.
+#[test]
+fn eval_skips_and_reports_rows_in_a_language_the_model_does_not_serve() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("mixed.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"Shares plunge after profit warning\", \"sentiment\": \"negative\"}\n\
+         {\"text\": \"央行降息，股市大涨\", \"sentiment\": \"positive\"}\n\
+         {\"text\": \"Company beats estimates and raises guidance\", \"sentiment\": \"positive\"}\n",
+    )
+    .unwrap();
+    let output = run_ok(
+        sentmon()
+            .args(["eval", "--model", &shipped_model().display().to_string(), "--task", "sentiment", "--json"])
+            .arg("--data")
+            .arg(&data),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["n"], 2, "only the readable rows are scored: {report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1 sentiment rows skipped") && stderr.contains("(zh 1)"), "{stderr}");
 }

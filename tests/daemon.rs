@@ -186,3 +186,73 @@ fn a_second_signal_during_a_stuck_drain_exits_at_once() {
     assert_eq!(status.code(), Some(130), "{}", daemon.log());
     assert!(daemon.log().contains("second signal: exiting without draining"));
 }
+
+/// Issue 10, point 4: the shipped English model used to answer "央行降息，股市大涨" neutral at 0.95. A message in a
+/// language the model does not serve is forwarded with null answers and the language, counted, kept out of the
+/// windows, and its offset committed like any other (no partition pinned behind it).
+#[test]
+fn a_message_in_an_unsupported_language_is_forwarded_unanswered_counted_and_kept_out_of_the_windows() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let english = headline_messages(20, "en");
+    let chinese = serde_json::json!({"id": "zh-1", "text": "央行降息，股市大涨", "source": "test"});
+    // Latin script, but its producer says German: the declared language wins.
+    let german = serde_json::json!({"id": "de-1", "text": "Die Aktie steigt kräftig", "lang": "de", "source": "test"});
+    let mut messages = english.clone();
+    messages.insert(5, ("zh-1".to_owned(), chinese.to_string().into_bytes()));
+    messages.insert(15, ("de-1".to_owned(), german.to_string().into_bytes()));
+    produce_all(broker.bootstrap_servers(), &messages);
+
+    let http_port = free_port();
+    // One-second buckets that close a few seconds after their end, so the windows' counts show within seconds.
+    let windows = "[windows]\nbucket_width_secs = 1\nview_widths_secs = [300]\nallowed_lateness_secs = 2\nidle_close_delay_secs = 1\n";
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, windows);
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    daemon.wait_ready(GENEROUS);
+    let records = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, messages.len(), GENEROUS, SETTLE);
+    assert_eq!(records.len(), messages.len(), "every message is forwarded once; log:\n{}", daemon.log());
+
+    let by_id: HashMap<String, serde_json::Value> =
+        records.iter().map(|record| (json(record)["id"].as_str().unwrap().to_owned(), json(record))).collect();
+    for (id, language) in [("zh-1", "zh"), ("de-1", "de")] {
+        let record = &by_id[id];
+        for unanswered in ["topic", "topic_prob", "sentiment", "sentiment_probs"] {
+            assert!(record[unanswered].is_null(), "{id}: {unanswered} must be null: {record}");
+        }
+        assert_eq!(record["unsupported_language"], language, "{record}");
+        assert!(record["model_version"].is_string() && record["source_offset"].is_number(), "{record}");
+    }
+    for (id, _) in &english {
+        let record = &by_id[id];
+        assert!(record["sentiment"].is_string() && record.get("unsupported_language").is_none(), "{record}");
+    }
+
+    wait_for("the metrics to count every message", Duration::from_secs(10), || {
+        daemon.metric_sum("sentmon_messages_classified_total") == english.len() as f64
+            && daemon.metric_sum("sentmon_messages_unsupported_language_total") == 2.0
+    });
+    let metrics = daemon.metrics();
+    assert_eq!(metric_value(&metrics, r#"sentmon_messages_unsupported_language_total{language="zh"}"#), 1.0);
+    assert_eq!(metric_value(&metrics, r#"sentmon_messages_unsupported_language_total{language="de"}"#), 1.0);
+
+    // The windows count the English messages only. Once every bucket has closed the count cannot move again.
+    let all_topics_view = r#"sentmon_view_messages{topic="__all__",view="5m"}"#;
+    let view_count = |daemon: &Daemon| metric_value(&daemon.metrics(), all_topics_view);
+    wait_for("the windows to count the English messages", Duration::from_secs(30), || {
+        view_count(&daemon) >= english.len() as f64
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        view_count(&daemon),
+        english.len() as f64,
+        "unsupported messages stay out of the windows ({} late)",
+        daemon.metric_sum("sentmon_messages_late_total")
+    );
+
+    wait_for("every offset to be committed", Duration::from_secs(20), || {
+        committed_offsets(broker.bootstrap_servers(), GROUP_ID, INPUT_TOPIC).values().sum::<i64>()
+            == messages.len() as i64
+    });
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}

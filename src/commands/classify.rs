@@ -1,5 +1,6 @@
 //! `sentmon classify`: JSONL or plain lines in, one JSON line out per input line, in order.
-//! Bad lines (empty, malformed JSON, no text) get an `error` field instead of stopping the run.
+//! Bad lines (empty, malformed JSON, no text) get an `error` field instead of stopping the run; lines in a language
+//! the model does not serve get null answers and `unsupported_language`, as the daemon's records do.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
@@ -10,7 +11,8 @@ use serde_json::Value;
 use crate::cli::ClassifyArgs;
 use crate::model::{self, Classifier, SentimentProbabilities};
 
-/// One output line. Fields of a successful classification are absent on error lines and vice versa.
+/// One output line. The answer fields (`topic`, `topic_prob`, `sentiment`, `sentiment_probs`) are absent on error
+/// lines and null on lines in an unsupported language (so a consumer of the daemon's records reads both alike).
 #[derive(Debug, Serialize)]
 struct ClassifiedLine<'a> {
     line: usize,
@@ -19,21 +21,41 @@ struct ClassifiedLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    topic: Option<&'a str>,
+    topic: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    topic_prob: Option<f32>,
+    topic_prob: Option<Option<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    sentiment: Option<&'static str>,
+    sentiment: Option<Option<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    sentiment_probs: Option<SentimentProbabilities>,
+    sentiment_probs: Option<Option<SentimentProbabilities>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsupported_language: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     model_version: &'a str,
 }
 
-/// A parsed input line: either a text to classify (with the input's id, if any) or why not.
+impl<'a> ClassifiedLine<'a> {
+    /// A line with no answer, no text and no error yet.
+    fn blank(line: usize, model_version: &'a str) -> ClassifiedLine<'a> {
+        ClassifiedLine {
+            line,
+            id: None,
+            text: None,
+            topic: None,
+            topic_prob: None,
+            sentiment: None,
+            sentiment_probs: None,
+            unsupported_language: None,
+            error: None,
+            model_version,
+        }
+    }
+}
+
+/// A parsed input line: either a text to classify (with the input's id and declared `lang`, if any) or why not.
 enum ParsedLine {
-    Text { id: Option<Value>, text: String },
+    Text { id: Option<Value>, text: String, lang: Option<String> },
     Invalid(String),
 }
 
@@ -80,7 +102,7 @@ fn parse_line(bytes: &[u8]) -> ParsedLine {
         return ParsedLine::Invalid("empty line".to_string());
     }
     if !line.trim_start().starts_with('{') {
-        return ParsedLine::Text { id: None, text: line.to_string() };
+        return ParsedLine::Text { id: None, text: line.to_string(), lang: None };
     }
     let object = match serde_json::from_str::<Value>(line) {
         Ok(Value::Object(object)) => object,
@@ -88,8 +110,10 @@ fn parse_line(bytes: &[u8]) -> ParsedLine {
         Err(error) => return ParsedLine::Invalid(format!("malformed JSON: {error}")),
     };
     let id = object.get("id").cloned();
+    // As in the daemon's decoding: a `lang` that is not a string is ignored, not an error.
+    let lang = object.get("lang").and_then(Value::as_str).map(str::to_owned);
     match object.get("text") {
-        Some(Value::String(text)) if !text.trim().is_empty() => ParsedLine::Text { id, text: text.clone() },
+        Some(Value::String(text)) if !text.trim().is_empty() => ParsedLine::Text { id, text: text.clone(), lang },
         Some(Value::String(_)) => ParsedLine::Invalid("\"text\" is empty".to_string()),
         Some(_) => ParsedLine::Invalid("\"text\" is not a string".to_string()),
         None => ParsedLine::Invalid("JSON object has no \"text\" field".to_string()),
@@ -101,42 +125,36 @@ fn write_batch(
     pending: &[(usize, ParsedLine)],
     output: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let texts: Vec<&str> = pending
+    let messages: Vec<(&str, Option<&str>)> = pending
         .iter()
         .filter_map(|(_, parsed)| match parsed {
-            ParsedLine::Text { text, .. } => Some(text.as_str()),
+            ParsedLine::Text { text, lang, .. } => Some((text.as_str(), lang.as_deref())),
             ParsedLine::Invalid(_) => None,
         })
         .collect();
-    let mut predictions = classifier.classify(&texts).into_iter();
+    let mut predictions = classifier.classify_gated(&messages).into_iter();
     for (line, parsed) in pending {
-        let record = match parsed {
-            ParsedLine::Text { id, text } => {
-                let prediction = predictions.next().expect("one prediction per text");
-                ClassifiedLine {
-                    line: *line,
-                    id: id.clone(),
-                    text: Some(text),
-                    topic: Some(classifier.topic_label(prediction.topic_index)),
-                    topic_prob: Some(prediction.topic_probability),
-                    sentiment: Some(prediction.sentiment.label()),
-                    sentiment_probs: Some(prediction.sentiment),
-                    error: None,
-                    model_version: classifier.version(),
+        let mut record = ClassifiedLine::blank(*line, classifier.version());
+        match parsed {
+            ParsedLine::Text { id, text, .. } => {
+                record.id = id.clone();
+                record.text = Some(text.as_str());
+                match predictions.next().expect("one prediction per text") {
+                    Ok(prediction) => {
+                        record.topic = Some(Some(classifier.topic_label(prediction.topic_index)));
+                        record.topic_prob = Some(Some(prediction.topic_probability));
+                        record.sentiment = Some(Some(prediction.sentiment.label()));
+                        record.sentiment_probs = Some(Some(prediction.sentiment));
+                    }
+                    Err(unsupported) => {
+                        (record.topic, record.topic_prob, record.sentiment, record.sentiment_probs) =
+                            (Some(None), Some(None), Some(None), Some(None));
+                        record.unsupported_language = Some(unsupported.language);
+                    }
                 }
             }
-            ParsedLine::Invalid(reason) => ClassifiedLine {
-                line: *line,
-                id: None,
-                text: None,
-                topic: None,
-                topic_prob: None,
-                sentiment: None,
-                sentiment_probs: None,
-                error: Some(reason.clone()),
-                model_version: classifier.version(),
-            },
-        };
+            ParsedLine::Invalid(reason) => record.error = Some(reason.clone()),
+        }
         serde_json::to_writer(&mut *output, &record)?;
         output.write_all(b"\n")?;
     }

@@ -1,6 +1,6 @@
 //! `sentmon train`: labelled archives -> split -> training -> model bundle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 
@@ -9,6 +9,7 @@ use crate::dataset::{self, LabelledText, Split};
 use crate::model::train::{TrainingExample, TrainingOptions, TrainingSet};
 use crate::model::{self, ModelManifest, SENTIMENT_LABELS, TaskReports};
 use crate::text::EncoderConfig;
+use crate::text::language::LanguageGate;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     train_bundle(args, None).map(|_| ())
@@ -19,9 +20,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> anyhow::Result<ModelManifest> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     model::set_compute_threads(threads);
+    let language_gate = LanguageGate::new(&args.languages).context("invalid --languages")?;
     let corpus = super::load_corpus(&args.data)?;
     let fractions = super::split_fractions(&args.split);
     let training_set = build_training_set(corpus.examples, fractions, corpus.digest, &corpus.files)?;
+    check_training_languages(&training_set, &language_gate)?;
     eprintln!(
         "training on {} texts ({} topic classes), validating on {}, testing on {}; {} threads",
         training_set.train.len(),
@@ -39,6 +42,7 @@ pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> 
     let options = training_options(args);
     let mut trained = model::train::train(&training_set, &options)?;
     trained.manifest.parent_version = parent_version;
+    trained.manifest.languages = args.languages.clone();
     let manifest = model::save_trained(trained, &args.out)
         .with_context(|| format!("failed to save the bundle to {}", args.out.display()))?;
     eprintln!("wrote model {} to {}", manifest.version, args.out.display());
@@ -139,6 +143,39 @@ fn build_training_set(
     })
 }
 
+/// Above this share of training texts the declared languages do not cover, training stops: a few stray tweets in
+/// another script are noise in any scraped set, but a tenth means the data is meant for a language the bundle would
+/// not declare, and its gate would refuse the very messages it learned from.
+const MAX_UNCOVERED_TRAINING_SHARE: f64 = 0.1;
+
+/// Checks the training texts against the languages the bundle will declare (see [`MAX_UNCOVERED_TRAINING_SHARE`]).
+fn check_training_languages(training_set: &TrainingSet, gate: &LanguageGate) -> anyhow::Result<()> {
+    let mut uncovered: BTreeMap<String, usize> = BTreeMap::new();
+    let mut example = None;
+    for text in training_set.train.iter().map(|training_example| training_example.text.as_str()) {
+        if let Err(refused) = gate.check(text, None) {
+            example.get_or_insert(text);
+            *uncovered.entry(refused.language).or_insert(0) += 1;
+        }
+    }
+    let Some(example) = example else {
+        return Ok(());
+    };
+    let count: usize = uncovered.values().sum();
+    let by_language: Vec<String> = uncovered.iter().map(|(language, rows)| format!("{language} {rows}")).collect();
+    let summary = format!(
+        "{count} of {} training texts are in a script that --languages {} does not cover ({}; for example {example:?})",
+        training_set.train.len(),
+        gate.languages().join(","),
+        by_language.join(", ")
+    );
+    if count as f64 > MAX_UNCOVERED_TRAINING_SHARE * training_set.train.len() as f64 {
+        bail!("{summary}: declare their languages (e.g. --languages en,zh) or remove them from the data");
+    }
+    eprintln!("{summary}; they train the model, but the daemon will answer such messages with null");
+    Ok(())
+}
+
 /// Training-split texts with neither label: the pretraining reads them, fine-tuning skips them.
 fn unlabelled_training_texts(training_set: &TrainingSet) -> usize {
     training_set.train.iter().filter(|example| example.topic.is_none() && example.sentiment.is_none()).count()
@@ -163,6 +200,36 @@ mod tests {
     use super::*;
     use crate::archive::record::tests::sample_record;
     use crate::dataset::{ColumnNames, SplitFractions};
+
+    fn training_set_of(texts: &[&str]) -> TrainingSet {
+        TrainingSet {
+            topic_labels: vec!["Macro".to_owned()],
+            train: texts
+                .iter()
+                .map(|text| TrainingExample { text: text.to_string(), topic: Some(0), sentiment: None })
+                .collect(),
+            validation: Vec::new(),
+            test: Vec::new(),
+            data_digest: String::new(),
+            data_files: Vec::new(),
+        }
+    }
+
+    /// Issue 10: a bundle declares its languages; data mostly in another script must not ship as English.
+    #[test]
+    fn training_stops_when_the_declared_languages_miss_more_than_a_tenth_of_the_texts() {
+        let english = LanguageGate::new(&["en".to_owned()]).unwrap();
+        let mut texts = vec!["Fed cuts rates"; 19];
+        texts.push("央行降息");
+        check_training_languages(&training_set_of(&texts), &english).expect("one in twenty is noise");
+        texts.extend(["股市大涨", "Сбербанк растёт"]);
+        let error = check_training_languages(&training_set_of(&texts), &english).unwrap_err().to_string();
+        assert!(error.contains("3 of 22 training texts"), "{error}");
+        assert!(error.contains("und-Cyrl 1, zh 2"), "{error}");
+        assert!(error.contains("--languages en,zh"), "the message names the fix: {error}");
+        let bilingual = LanguageGate::new(&["en".to_owned(), "zh".to_owned(), "ru".to_owned()]).unwrap();
+        check_training_languages(&training_set_of(&texts), &bilingual).expect("declared languages cover them");
+    }
 
     /// Issue 5: an archive row carries the model's predictions; training must see it as text only.
     #[test]

@@ -13,6 +13,7 @@ use tch::{Kind, Tensor};
 use super::network::Architecture;
 use crate::evaluation::EvaluationReport;
 use crate::text::TextEncoder;
+use crate::text::language::{DEFAULT_LANGUAGES, LanguageGate};
 
 pub const MANIFEST_FILE: &str = "model.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -43,6 +44,11 @@ pub struct ModelManifest {
     pub architecture: Architecture,
     pub topic_labels: Vec<String>,
     pub sentiment_labels: Vec<String>,
+    /// Languages the model serves (ISO 639-1 codes): the language gate refuses messages in any other, rather than
+    /// let the model guess at text it cannot read. Bundles from before the gate have no such field and were all
+    /// trained on English, so a missing field means `["en"]`.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
     /// Added to the sentiment head's logits before the softmax, one value per sentiment label:
     /// the prior-shift correction fitted on the validation split for macro-F1
     /// (`evaluation::fit_log_probability_shift`). Empty in bundles from before calibration.
@@ -120,6 +126,7 @@ impl ModelManifest {
             architecture,
             topic_labels,
             sentiment_labels: SENTIMENT_LABELS.iter().map(|label| label.to_string()).collect(),
+            languages: default_languages(),
             sentiment_logit_bias: Vec::new(),
             training,
             validation,
@@ -146,6 +153,7 @@ impl ModelManifest {
             self.sentiment_logit_bias,
             SENTIMENT_LABELS.len()
         );
+        LanguageGate::new(&self.languages).context("invalid languages")?;
         let architecture = &self.architecture;
         ensure!(
             self.topic_labels.len() as i64 == architecture.topic_classes && architecture.topic_classes >= 1,
@@ -176,6 +184,10 @@ impl ModelManifest {
         }
         Ok(())
     }
+}
+
+fn default_languages() -> Vec<String> {
+    DEFAULT_LANGUAGES.iter().map(|code| code.to_string()).collect()
 }
 
 /// Writes a bundle directory (created if needed) and returns the manifest with its version set.

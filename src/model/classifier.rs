@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 use super::batch::TensorBatch;
 use super::bundle::{self, ModelManifest};
 use super::network::Network;
+use crate::text::language::{LanguageGate, UnsupportedLanguage};
 use crate::text::{EncodedText, TextEncoder};
 
 /// Probabilities of the three sentiment classes, in `bundle::SENTIMENT_LABELS` order.
@@ -42,7 +43,12 @@ pub struct Classifier {
     _variables: VarStore,
     encoder: TextEncoder,
     manifest: ModelManifest,
+    /// Built from `manifest.languages`: which messages this model may answer.
+    language_gate: LanguageGate,
 }
+
+/// What the model says about one message that passed the language gate, or why it says nothing.
+pub type GatedPrediction = Result<Prediction, UnsupportedLanguage>;
 
 impl Classifier {
     pub fn load(directory: &Path) -> anyhow::Result<Classifier> {
@@ -64,7 +70,10 @@ impl Classifier {
         let network = Network::new(&variables.root(), &manifest.architecture);
         bundle::load_weights(directory, &variables)
             .with_context(|| format!("failed to load bundle {}", directory.display()))?;
-        Ok(Classifier { network, _variables: variables, encoder, manifest })
+        // read_manifest has checked the languages already.
+        let language_gate = LanguageGate::new(&manifest.languages)
+            .with_context(|| format!("bundle {}: invalid languages", directory.display()))?;
+        Ok(Classifier { network, _variables: variables, encoder, manifest, language_gate })
     }
 
     pub fn manifest(&self) -> &ModelManifest {
@@ -88,6 +97,21 @@ impl Classifier {
         let encoded: Vec<EncodedText> = texts.iter().map(|text| self.encoder.encode(text)).collect();
         let encoded_refs: Vec<&EncodedText> = encoded.iter().collect();
         self.classify_encoded(&encoded_refs)
+    }
+
+    /// Classifies the messages the language gate lets through, each a text and the producer's declared language
+    /// (the input's `lang` field), and answers the rest with the language they are in. Refused texts never reach
+    /// the network: a forward pass over text the model cannot read would only produce a confident guess.
+    pub fn classify_gated(&self, messages: &[(&str, Option<&str>)]) -> Vec<GatedPrediction> {
+        let verdicts: Vec<Result<(), UnsupportedLanguage>> =
+            messages.iter().map(|(text, declared)| self.language_gate.check(text, *declared)).collect();
+        let readable: Vec<&str> =
+            messages.iter().zip(&verdicts).filter(|(_, verdict)| verdict.is_ok()).map(|((text, _), _)| *text).collect();
+        let mut predictions = self.classify(&readable).into_iter();
+        verdicts
+            .into_iter()
+            .map(|verdict| verdict.map(|()| predictions.next().expect("one prediction per readable text")))
+            .collect()
     }
 
     pub fn classify_encoded(&self, encoded: &[&EncodedText]) -> Vec<Prediction> {

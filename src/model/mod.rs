@@ -10,7 +10,7 @@ pub mod train;
 pub mod worker;
 
 pub use bundle::{ModelManifest, SENTIMENT_LABELS, TaskReports};
-pub use classifier::{Classifier, Prediction, SentimentProbabilities};
+pub use classifier::{Classifier, GatedPrediction, Prediction, SentimentProbabilities};
 pub use network::Architecture;
 
 /// Sets libtorch's intra-op thread count (process-wide). Inference workers use 1 each: with

@@ -233,3 +233,52 @@ fn predictions_of_a_large_batch_are_in_input_order_whatever_the_length_sorting()
         assert!((together[index].sentiment.negative - alone.sentiment.negative).abs() < 1e-5, "text {index}");
     }
 }
+
+/// Issue 10: the shipped bundle predates the `languages` field; it loads unchanged and serves English.
+#[test]
+fn a_manifest_without_languages_serves_english() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let manifest_text = std::fs::read_to_string(shipped.join(bundle::MANIFEST_FILE)).unwrap();
+    assert!(!manifest_text.contains("\"languages\""), "the shipped model.json is the pre-gate format");
+    assert_eq!(bundle::read_manifest(&shipped).unwrap().languages, ["en"]);
+}
+
+#[test]
+fn a_bundle_records_its_languages_and_rejects_unknown_ones() {
+    let (variables, _network, encoder, architecture) = tiny_network(6);
+    let directory = tempfile::tempdir().unwrap();
+    let mut manifest = tiny_manifest(architecture);
+    manifest.languages = vec!["en".to_owned(), "zh".to_owned()];
+    bundle::save_bundle(directory.path(), &variables, &encoder, manifest).unwrap();
+    assert_eq!(bundle::read_manifest(directory.path()).unwrap().languages, ["en", "zh"]);
+
+    let manifest_path = directory.path().join(bundle::MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(&manifest_path, text.replacen("\"zh\"", "\"chinese\"", 1)).unwrap();
+    let error = Classifier::load(directory.path()).err().expect("an unknown language must not load");
+    assert!(format!("{error:#}").contains("unknown language code \"chinese\""), "{error:#}");
+}
+
+/// Refused texts get no forward pass, and the rest keep their order and their predictions.
+#[test]
+fn gated_classification_answers_readable_texts_and_refuses_the_rest() {
+    let (variables, _network, encoder, architecture) = tiny_network(7);
+    let directory = tempfile::tempdir().unwrap();
+    bundle::save_bundle(directory.path(), &variables, &encoder, tiny_manifest(architecture)).unwrap();
+    let classifier = Classifier::load(directory.path()).unwrap();
+    let messages = [
+        ("Fed raises rates again", None),
+        ("央行宣布降准，股市大涨", None),
+        ("oil", Some("de")),
+        ("$AAPL beats estimates 🚀", None),
+    ];
+    let gated = classifier.classify_gated(&messages);
+    let alone = classifier.classify(&["Fed raises rates again", "$AAPL beats estimates 🚀"]);
+    for (gated, alone) in [(&gated[0], &alone[0]), (&gated[3], &alone[1])] {
+        let gated = gated.as_ref().expect("a Latin-script text passes");
+        assert_eq!(gated.topic_index, alone.topic_index);
+        assert!((gated.sentiment.negative - alone.sentiment.negative).abs() < 1e-5, "{gated:?} vs {alone:?}");
+    }
+    assert_eq!(gated[1].as_ref().unwrap_err().language, "zh");
+    assert_eq!(gated[2].as_ref().unwrap_err().language, "de");
+}

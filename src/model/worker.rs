@@ -13,17 +13,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use super::{Classifier, Prediction};
+use super::{Classifier, GatedPrediction};
 
 /// Something that carries a text to classify.
 pub trait HasText {
     fn text(&self) -> &str;
+    /// The language its producer declared (an input's `lang` field), which the language gate trusts over the script.
+    fn declared_language(&self) -> Option<&str>;
 }
 
-/// A batch with one prediction per item, in the same order.
+/// A batch with one prediction per item, in the same order; items the model's language gate refused get the
+/// language they are in instead.
 pub struct ClassifiedBatch<T> {
     pub items: Vec<T>,
-    pub predictions: Vec<Prediction>,
+    pub predictions: Vec<GatedPrediction>,
     pub model: Arc<ModelIdentity>,
     pub inference_duration: Duration,
 }
@@ -206,8 +209,9 @@ fn run_worker<T: HasText>(
             model = new_model;
         }
         let started = Instant::now();
-        let texts: Vec<&str> = items.iter().map(HasText::text).collect();
-        let predictions = classifier.classify(&texts);
+        let messages: Vec<(&str, Option<&str>)> =
+            items.iter().map(|item| (item.text(), item.declared_language())).collect();
+        let predictions = classifier.classify_gated(&messages);
         let inference_duration = started.elapsed();
         let batch = ClassifiedBatch { items, predictions, model: Arc::clone(&model), inference_duration };
         if results.blocking_send(batch).is_err() {

@@ -41,9 +41,6 @@ pub fn enriched_record(
     processed_at_ms: i64,
 ) -> Vec<u8> {
     let mut record = decoded.input_fields.clone();
-    if let Some(id) = &decoded.id {
-        insert_sentmon_field(&mut record, "id", Value::String(id.clone()));
-    }
     insert_sentmon_field(&mut record, "topic", Value::String(classification.topic.to_owned()));
     insert_sentmon_field(&mut record, "topic_prob", probability_value(classification.topic_probability));
     insert_sentmon_field(&mut record, "sentiment", Value::String(classification.sentiment.to_owned()));
@@ -52,18 +49,48 @@ pub fn enriched_record(
         "sentiment_probs",
         sentiment_probabilities_value(&classification.sentiment_probabilities),
     );
-    insert_sentmon_field(&mut record, "model_version", Value::String(classification.model_version.to_owned()));
-    insert_sentmon_field(&mut record, "event_time", rfc3339_milliseconds(decoded.event_time_ms));
-    insert_sentmon_field(
-        &mut record,
-        "event_time_origin",
-        Value::String(decoded.event_time_origin.as_str().to_owned()),
-    );
-    insert_sentmon_field(&mut record, "processed_at", rfc3339_milliseconds(processed_at_ms));
-    insert_sentmon_field(&mut record, "source_topic", Value::String(message.topic.clone()));
-    insert_sentmon_field(&mut record, "source_partition", Value::from(message.partition));
-    insert_sentmon_field(&mut record, "source_offset", Value::from(message.offset));
+    insert_common_fields(&mut record, message, decoded, classification.model_version, processed_at_ms);
     Value::Object(record).to_string().into_bytes()
+}
+
+/// The record of a message in a language the model does not serve (the language gate refused it): the same fields
+/// as [`enriched_record`], with `topic`, `topic_prob`, `sentiment` and `sentiment_probs` null, plus
+/// `unsupported_language` (`zh`, `und-Cyrl`, or the input's declared `lang`). `model_version` names the model
+/// whose languages did not include it.
+pub fn unsupported_language_record(
+    message: &InputMessage,
+    decoded: &DecodedMessage,
+    language: &str,
+    model_version: &str,
+    processed_at_ms: i64,
+) -> Vec<u8> {
+    let mut record = decoded.input_fields.clone();
+    for unanswered in ["topic", "topic_prob", "sentiment", "sentiment_probs"] {
+        insert_sentmon_field(&mut record, unanswered, Value::Null);
+    }
+    insert_sentmon_field(&mut record, "unsupported_language", Value::String(language.to_owned()));
+    insert_common_fields(&mut record, message, decoded, model_version, processed_at_ms);
+    Value::Object(record).to_string().into_bytes()
+}
+
+/// The fields every output record has, whatever the model said.
+fn insert_common_fields(
+    record: &mut Map<String, Value>,
+    message: &InputMessage,
+    decoded: &DecodedMessage,
+    model_version: &str,
+    processed_at_ms: i64,
+) {
+    if let Some(id) = &decoded.id {
+        insert_sentmon_field(record, "id", Value::String(id.clone()));
+    }
+    insert_sentmon_field(record, "model_version", Value::String(model_version.to_owned()));
+    insert_sentmon_field(record, "event_time", rfc3339_milliseconds(decoded.event_time_ms));
+    insert_sentmon_field(record, "event_time_origin", Value::String(decoded.event_time_origin.as_str().to_owned()));
+    insert_sentmon_field(record, "processed_at", rfc3339_milliseconds(processed_at_ms));
+    insert_sentmon_field(record, "source_topic", Value::String(message.topic.clone()));
+    insert_sentmon_field(record, "source_partition", Value::from(message.partition));
+    insert_sentmon_field(record, "source_offset", Value::from(message.offset));
 }
 
 /// What the window store counts for a classified message.
@@ -219,6 +246,33 @@ mod tests {
         assert_eq!(record["source_topic"], json!("news-in"));
         assert_eq!(record["source_partition"], json!(2));
         assert_eq!(record["source_offset"], json!(981));
+    }
+
+    #[test]
+    fn an_unsupported_language_record_has_null_answers_and_says_which_language() {
+        let message = input_message(r#"{"id":"c1","text":"央行降息，股市大涨","topic":"mine"}"#);
+        let decoded = decode(&message, InputFormat::Json, 1 << 20, NOW_MS).unwrap();
+        let bytes = unsupported_language_record(&message, &decoded, "zh", "v7", NOW_MS);
+        let record: Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
+        for unanswered in ["topic", "topic_prob", "sentiment", "sentiment_probs"] {
+            assert_eq!(record[unanswered], Value::Null, "{unanswered}");
+        }
+        assert_eq!(record["unsupported_language"], json!("zh"));
+        assert_eq!(record["input_topic"], json!("mine"), "the input's own field is kept");
+        assert_eq!(record["model_version"], json!("v7"));
+        assert_eq!(record["id"], json!("c1"));
+        assert_eq!(record["text"], json!("央行降息，股市大涨"));
+        assert_eq!(record["source_offset"], json!(981));
+        assert_eq!(record["processed_at"], json!("2024-01-02T03:05:00.000Z"));
+        // Everything a classified record has, plus the one field that says why its answers are null.
+        let classified: Map<String, Value> =
+            serde_json::from_slice(&enriched_record(&message, &decoded, &classification(), NOW_MS)).unwrap();
+        let mut expected_names: Vec<String> = classified.keys().cloned().collect();
+        expected_names.push("unsupported_language".to_owned());
+        expected_names.sort_unstable();
+        let mut names: Vec<String> = record.keys().cloned().collect();
+        names.sort_unstable();
+        assert_eq!(names, expected_names);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Text normalisation and tokenisation for English and Chinese (pure code), and the encoder that
-//! turns raw text into the model's token ids and hashed n-gram features.
+//! Text normalisation and tokenisation for English and Chinese (pure code), the encoder that
+//! turns raw text into the model's token ids and hashed n-gram features, and the language gate.
 
 mod encoder;
 mod features;
+pub mod language;
 mod normalize;
 mod tokenizer;
 
