@@ -50,6 +50,16 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Train a topic + sentiment model bundle from labelled archives.
     Train(TrainArgs),
+    /// Pretrain the embedding and LSTMs as language models on a large unlabelled corpus, into an encoder for `train --init-from`.
+    #[command(
+        after_help = "Streams the corpus (never loaded whole), shuffling it in chunks of 4,096 texts. OUT holds the encoder \
+                      (encoder.json, encoder.safetensors, tokenizer.json) from the first checkpoint on, and checkpoint.json: \
+                      run the same command again to resume, with a new --max-sequences or --max-duration to go further.\n\n\
+                      Example:\n  sentmon pretrain --corpus ../shared/data/unlabelled/en/stocknet_tweets.jsonl.gz \
+                      --data ../shared/data/en --out models/encoder --max-duration 30m\n  \
+                      sentmon train --data ../shared/data/en --init-from models/encoder --out models/candidate"
+    )]
+    Pretrain(PretrainArgs),
     /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
     Eval(EvalArgs),
     /// Classify texts (JSONL with a "text" field, or plain lines) and print one JSON line per input.
@@ -116,12 +126,13 @@ pub struct RetrainArgs {
 }
 
 /// `sentmon train` options parsed from a list (`[retrain] train_options`), with the data,
-/// output and thread count that retrain manages put in front. Parsing with the same clap
+/// output, thread count and starting encoder that retrain manages put in front. Parsing with the same clap
 /// definition keeps one source of truth for training options and their defaults.
 pub fn parse_train_options(
     data: &[PathBuf],
     out: &std::path::Path,
     threads: usize,
+    init_from: Option<&std::path::Path>,
     extra: &[String],
 ) -> Result<TrainArgs, clap::Error> {
     #[derive(Parser)]
@@ -133,6 +144,9 @@ pub fn parse_train_options(
     let mut command_line: Vec<std::ffi::OsString> = vec!["train".into(), "--data".into()];
     command_line.extend(data.iter().map(|path| path.as_os_str().to_owned()));
     command_line.extend(["--out".into(), out.as_os_str().to_owned(), "--threads".into(), threads.to_string().into()]);
+    if let Some(encoder) = init_from {
+        command_line.extend(["--init-from".into(), encoder.as_os_str().to_owned()]);
+    }
     command_line.extend(extra.iter().map(Into::into));
     TrainCommandLine::try_parse_from(command_line).map(|parsed| parsed.args)
 }

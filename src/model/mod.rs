@@ -5,6 +5,7 @@ mod batch;
 pub mod bundle;
 mod classifier;
 mod network;
+pub mod pretrain;
 pub mod train;
 pub mod worker;
 

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::batch::{IGNORED_TARGET, TensorBatch, language_model_targets};
+use super::batch::{IGNORED_TARGET, TensorBatch};
 use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
 use super::network::{Architecture, Network, bag_width, sequence_width};
+use super::pretrain::{EncoderArtefact, LanguageModelTrainer};
 use crate::evaluation::{self, ConfusionMatrix, EvaluationReport};
 use crate::text::{EncodedText, EncoderConfig, TextEncoder};
 
@@ -52,6 +53,9 @@ pub struct TrainingOptions {
     pub dropout: f64,
     pub token_dropout: f64,
     pub encoder: EncoderConfig,
+    /// An encoder artefact from `sentmon pretrain`: its vocabulary replaces the one built from
+    /// the training texts, and its embedding and LSTM weights are the starting point.
+    pub init_from: Option<std::path::PathBuf>,
     pub seed: u64,
     pub show_progress: bool,
 }
@@ -91,8 +95,16 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     tch::manual_seed(options.seed as i64);
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(options.seed);
 
-    let encoder =
-        TextEncoder::build(options.encoder.clone(), training_set.train.iter().map(|example| example.text.as_str()));
+    let initial_encoder = options.init_from.as_deref().map(EncoderArtefact::read).transpose()?;
+    let encoder = match &initial_encoder {
+        Some(artefact) => {
+            artefact.check_sizes(options.embedding_dim, options.hidden_size)?;
+            artefact.text_encoder(&options.encoder)?
+        }
+        None => {
+            TextEncoder::build(options.encoder.clone(), training_set.train.iter().map(|example| example.text.as_str()))
+        }
+    };
     let encode_all = |examples: &[TrainingExample]| -> Vec<EncodedExample> {
         examples
             .iter()
@@ -122,10 +134,21 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     };
     let variables = VarStore::new(Device::Cpu);
     let network = Network::new(&variables.root(), &architecture);
+    if let Some(artefact) = &initial_encoder {
+        artefact.load_into(&variables)?;
+    }
 
     let mut history = Vec::new();
     if options.pretrain_epochs > 0 {
-        pretrain_language_model(&variables, &network, &train_examples, options, &mut shuffle_rng, &mut history)?;
+        pretrain_language_model(
+            &variables,
+            &network,
+            &architecture,
+            &train_examples,
+            options,
+            &mut shuffle_rng,
+            &mut history,
+        )?;
     }
 
     let topic_weights = class_weights(
@@ -211,6 +234,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         rows,
         seed: options.seed,
         pretrain_epochs: options.pretrain_epochs,
+        init_from: initial_encoder.as_ref().map(EncoderArtefact::origin),
         epochs_run,
         best_epoch: best.epoch,
         elapsed_seconds: started.elapsed().as_secs_f64(),
@@ -228,17 +252,19 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
 fn pretrain_language_model(
     variables: &VarStore,
     network: &Network,
+    architecture: &Architecture,
     train_examples: &[EncodedExample],
     options: &TrainingOptions,
     shuffle_rng: &mut ChaCha8Rng,
     history: &mut Vec<EpochRecord>,
 ) -> anyhow::Result<()> {
-    let output_vocab = options.language_model_vocab.min(network_vocab_size(variables));
-    let decoder_root = variables.root() / TRAINING_ONLY_PREFIX / "language_model";
-    let forward_decoder = nn::linear(&decoder_root / "forward", options.hidden_size, output_vocab, Default::default());
-    let backward_decoder =
-        nn::linear(&decoder_root / "backward", options.hidden_size, output_vocab, Default::default());
-    let mut optimizer = nn::Adam::default().build(variables, options.pretrain_learning_rate)?;
+    let mut language_model = LanguageModelTrainer::new(
+        variables,
+        architecture,
+        options.language_model_vocab,
+        options.pretrain_learning_rate,
+        options.gradient_clip_norm,
+    );
     let mut order: Vec<usize> = (0..train_examples.len()).collect();
     for epoch in 1..=options.pretrain_epochs {
         order.shuffle(shuffle_rng);
@@ -247,14 +273,7 @@ fn pretrain_language_model(
         let mut running_loss = RunningMean::default();
         for chunk in order.chunks(options.batch_size) {
             let encoded: Vec<&EncodedText> = chunk.iter().map(|&index| &train_examples[index].encoded).collect();
-            let batch = TensorBatch::new(&encoded);
-            let (next_tokens, previous_tokens) = language_model_targets(&encoded, output_vocab);
-            let states = network.sequence_states(&batch, true);
-            let forward_loss = token_loss(&forward_decoder.forward(&states.forward), &next_tokens, output_vocab);
-            let backward_loss = token_loss(&backward_decoder.forward(&states.backward), &previous_tokens, output_vocab);
-            let loss = (forward_loss + backward_loss) / 2.0;
-            optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
-            running_loss.add(loss.double_value(&[]), chunk.len());
+            running_loss.add(language_model.step(network, &encoded), chunk.len());
             progress.inc(chunk.len() as u64);
             progress.set_message(format!("lm loss {:.3}", running_loss.mean()));
         }
@@ -272,20 +291,6 @@ fn pretrain_language_model(
         );
     }
     Ok(())
-}
-
-fn network_vocab_size(variables: &VarStore) -> i64 {
-    variables.variables().get("token_embedding.weight").map_or(0, |weight| weight.size()[0])
-}
-
-fn token_loss(logits: &Tensor, targets: &Tensor, output_vocab: i64) -> Tensor {
-    logits.view([-1, output_vocab]).cross_entropy_loss(
-        &targets.view([-1]),
-        None::<Tensor>,
-        Reduction::Mean,
-        IGNORED_TARGET,
-        0.0,
-    )
 }
 
 /// Heads that read only one half of the representation (the LSTM pooling, or the n-gram bags),
