@@ -1292,6 +1292,23 @@ mod tests {
         assert_ne!(from_scratch.encoder.vocab(), artefact.encoder.vocab());
     }
 
+    /// `train --pretrain-epochs` runs through the same language-model step as `sentmon pretrain`.
+    #[test]
+    fn train_pretrain_epochs_lower_the_language_model_loss() {
+        let options = TrainingOptions { pretrain_epochs: 3, pretrain_learning_rate: 1e-2, ..training_options(None, 6) };
+        let trained = train::train(&training_set(), &options).unwrap();
+        let losses: Vec<f64> = trained
+            .manifest
+            .training
+            .history
+            .iter()
+            .filter(|record| record.phase == "pretrain")
+            .map(|record| record.train_loss)
+            .collect();
+        assert_eq!(losses.len(), 3);
+        assert!(losses[0] > losses[1] && losses[1] > losses[2], "language-model loss should fall: {losses:?}");
+    }
+
     #[test]
     fn a_size_mismatch_names_both_values_and_the_fix() {
         let directory = tempfile::tempdir().unwrap();
