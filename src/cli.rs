@@ -54,7 +54,8 @@ pub enum Command {
     #[command(
         after_help = "Streams the corpus (never loaded whole), shuffling it in chunks of 4,096 texts. OUT holds the encoder \
                       (encoder.json, encoder.safetensors, tokenizer.json) from the first checkpoint on, and checkpoint.json: \
-                      run the same command again to resume, with a new --max-sequences or --max-duration to go further.\n\n\
+                      run the same command again to resume, with a new --max-sequences or --max-duration to go further. \
+                      Ctrl-C (or SIGTERM) writes a checkpoint at the next batch before stopping; a second one stops at once.\n\n\
                       Example:\n  sentmon pretrain --corpus ../shared/data/unlabelled/en/stocknet_tweets.jsonl.gz \
                       --data ../shared/data/en --out models/encoder --max-duration 30m\n  \
                       sentmon train --data ../shared/data/en --init-from models/encoder --out models/candidate"

@@ -1,6 +1,8 @@
 //! `sentmon pretrain`: labelled data (for the vocabulary and the held-out texts to avoid) and an
 //! unlabelled corpus -> language-model pretraining -> an encoder for `train --init-from`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::cli::PretrainArgs;
 use crate::dataset::{self, Split};
 use crate::model;
@@ -53,6 +55,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         gradient_clip_norm: args.gradient_clip_norm,
         seed: args.seed,
         show_progress: true,
+        interrupt: Some(stop_on_signal()),
     };
     eprintln!(
         "pretraining on {} with {threads} threads",
@@ -69,4 +72,27 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// Set by the first SIGINT or SIGTERM: the run checkpoints at the next batch and ends, so an
+/// hour of pretraining is not lost to Ctrl-C.
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+    // A second signal ends the process at once. signal() is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}
+
+fn stop_on_signal() -> &'static AtomicBool {
+    let handler = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic and resets the dispositions, both async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    &STOP_REQUESTED
 }

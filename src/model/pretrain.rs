@@ -10,6 +10,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -269,6 +270,8 @@ pub struct PretrainOptions {
     pub gradient_clip_norm: f64,
     pub seed: u64,
     pub show_progress: bool,
+    /// Set (by a signal handler) to stop at the next batch, writing a checkpoint first.
+    pub interrupt: Option<&'static AtomicBool>,
 }
 
 /// The labelled data's texts, split as `train` splits them: the training texts shape the
@@ -662,7 +665,11 @@ pub fn pretrain(labelled: &LabelledTexts, options: &PretrainOptions, out: &Path)
     let mut stream = new_stream(state.chunk_start, state.chunk_start_skipped);
     let progress = RunProgress::new(options, &stream, state.sequences_seen);
     let mut last_checkpoint = (Instant::now(), state.sequences_seen);
+    let interrupted = || options.interrupt.is_some_and(|flag| flag.load(Ordering::SeqCst));
     let stop_reason = loop {
+        if interrupted() {
+            break "interrupted; run the same command again to resume".to_owned();
+        }
         if options.max_sequences.is_some_and(|cap| state.sequences_seen >= cap) {
             break format!("--max-sequences {} reached", state.sequences_seen);
         }
@@ -683,7 +690,7 @@ pub fn pretrain(labelled: &LabelledTexts, options: &PretrainOptions, out: &Path)
         while state.consumed_in_chunk < chunk.len() {
             let remaining_cap = options.max_sequences.map_or(u64::MAX, |cap| cap.saturating_sub(state.sequences_seen));
             let duration_over = options.max_duration.is_some_and(|cap| started.elapsed() >= cap);
-            if remaining_cap == 0 || duration_over {
+            if remaining_cap == 0 || duration_over || interrupted() {
                 break;
             }
             let batch_end = (state.consumed_in_chunk + options.batch_size)
@@ -1138,6 +1145,7 @@ mod tests {
             gradient_clip_norm: 1.0,
             seed: 3,
             show_progress: false,
+            interrupt: None,
         }
     }
 
@@ -1196,6 +1204,18 @@ mod tests {
             .filter(|name| name.starts_with("checkpoint-") || name.ends_with(".tmp"))
             .collect();
         assert_eq!(stale, ["checkpoint-40.safetensors"], "only the newest checkpoint's weights stay");
+    }
+
+    #[test]
+    fn an_interrupted_run_writes_a_checkpoint_that_resumes() {
+        static INTERRUPT: AtomicBool = AtomicBool::new(true);
+        let directory = tempfile::tempdir().unwrap();
+        let corpus = write_corpus(directory.path(), 12);
+        let out = directory.path().join("encoder");
+        let interrupted = PretrainOptions { interrupt: Some(&INTERRUPT), ..tiny_options(corpus.clone()) };
+        assert_eq!(pretrain(&labelled(), &interrupted, &out).unwrap().sequences_seen, 0);
+        assert!(out.join(CHECKPOINT_FILE).exists() && out.join(ENCODER_MANIFEST_FILE).exists());
+        assert_eq!(pretrain(&labelled(), &tiny_options(corpus), &out).unwrap().sequences_seen, 12);
     }
 
     #[test]
