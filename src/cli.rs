@@ -50,6 +50,17 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Train a topic + sentiment model bundle from labelled archives.
     Train(Box<TrainArgs>),
+    /// Pretrain the embedding and LSTMs as language models on a large unlabelled corpus, into an encoder for `train --init-from`.
+    #[command(
+        after_help = "Streams the corpus (never loaded whole), shuffling it in chunks of 4,096 texts. OUT holds the encoder \
+                      (encoder.json, encoder.safetensors, tokenizer.json) from the first checkpoint on, and checkpoint.json: \
+                      run the same command again to resume, with a new --max-sequences or --max-duration to go further. \
+                      Ctrl-C (or SIGTERM) writes a checkpoint at the next batch before stopping; a second one stops at once.\n\n\
+                      Example:\n  sentmon pretrain --corpus ../shared/data/unlabelled/en/stocknet_tweets.jsonl.gz \
+                      --data ../shared/data/en --out models/encoder --max-duration 30m\n  \
+                      sentmon train --data ../shared/data/en --init-from models/encoder --out models/candidate"
+    )]
+    Pretrain(PretrainArgs),
     /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
     Eval(EvalArgs),
     /// Classify texts (JSONL with a "text" field, or plain lines) and print one JSON line per input.
@@ -116,12 +127,13 @@ pub struct RetrainArgs {
 }
 
 /// `sentmon train` options parsed from a list (`[retrain] train_options`), with the data,
-/// output and thread count that retrain manages put in front. Parsing with the same clap
+/// output, thread count and starting encoder that retrain manages put in front. Parsing with the same clap
 /// definition keeps one source of truth for training options and their defaults.
 pub fn parse_train_options(
     data: &[PathBuf],
     out: &std::path::Path,
     threads: usize,
+    init_from: Option<&std::path::Path>,
     extra: &[String],
 ) -> Result<TrainArgs, clap::Error> {
     #[derive(Parser)]
@@ -133,6 +145,9 @@ pub fn parse_train_options(
     let mut command_line: Vec<std::ffi::OsString> = vec!["train".into(), "--data".into()];
     command_line.extend(data.iter().map(|path| path.as_os_str().to_owned()));
     command_line.extend(["--out".into(), out.as_os_str().to_owned(), "--threads".into(), threads.to_string().into()]);
+    if let Some(encoder) = init_from {
+        command_line.extend(["--init-from".into(), encoder.as_os_str().to_owned()]);
+    }
     command_line.extend(extra.iter().map(Into::into));
     TrainCommandLine::try_parse_from(command_line).map(|parsed| parsed.args)
 }
@@ -184,6 +199,11 @@ pub struct TrainArgs {
     /// Language-model pretraining epochs over all training-split texts before fine-tuning (0: off).
     #[arg(long, default_value_t = 0)]
     pub pretrain_epochs: usize,
+    /// Start from an encoder that `sentmon pretrain` wrote: its vocabulary (instead of one built
+    /// from the training split, so --max-vocab-size and --min-token-count do not apply) and its
+    /// embedding and LSTM weights. --embedding-dim and --hidden-size must match it.
+    #[arg(long, value_name = "DIR")]
+    pub init_from: Option<PathBuf>,
     /// Texts per training step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -257,6 +277,79 @@ pub struct TrainArgs {
     /// the training texts are in a script these languages do not cover.
     #[arg(long, value_delimiter = ',', default_value = "en")]
     pub languages: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// Unlabelled corpus files, .jsonl or .jsonl.gz, one JSON object a line, read in this order.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub corpus: Vec<PathBuf>,
+    /// JSON field of a corpus line that holds its text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// The labelled data `train` will use: its training-split texts enter the vocabulary, and corpus
+    /// texts equal to a validation or test text are skipped, so the held-out texts stay unseen.
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub split: SplitFractionArgs,
+    /// Directory for the encoder and the checkpoint; a checkpoint there is resumed.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Stop after this many sequences (texts) in all, counting those of resumed runs.
+    #[arg(long, value_name = "N")]
+    pub max_sequences: Option<u64>,
+    /// Stop this run after this long, e.g. 90s, 30m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION", value_parser = crate::model::pretrain::parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
+    /// Passes over the corpus at most (the caps may stop it sooner).
+    #[arg(long, default_value_t = 1)]
+    pub passes: usize,
+    /// Write a checkpoint every N sequences (a plain number) or every so long (e.g. 10m), and at the end.
+    #[arg(long, value_name = "N|DURATION", default_value = "10m")]
+    pub checkpoint_every: crate::model::pretrain::CheckpointInterval,
+    /// Corpus texts (the first ones) counted with the labelled training texts for the vocabulary.
+    #[arg(long, default_value_t = 200_000)]
+    pub vocab_sample: usize,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_vocab_size: usize,
+    /// A token enters the vocabulary when it occurs at least this often in those texts.
+    #[arg(long, default_value_t = 2)]
+    pub min_token_count: usize,
+    /// Longest text in tokens; longer texts keep their first tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Token embedding width (`train --embedding-dim` must match).
+    #[arg(long, default_value_t = 64)]
+    pub embedding_dim: i64,
+    /// LSTM hidden size per direction (`train --hidden-size` must match).
+    #[arg(long, default_value_t = 128)]
+    pub hidden_size: i64,
+    /// Dropout on the embeddings while pretraining.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+    /// Share of input tokens replaced by <unk> while pretraining.
+    #[arg(long, default_value_t = 0.1)]
+    pub token_dropout: f64,
+    /// Most frequent tokens the language models predict (rarer ones count as unknown).
+    #[arg(long, default_value_t = 4000)]
+    pub language_model_vocab: i64,
+    /// Texts per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    /// Gradients are rescaled so their global L2 norm is at most this.
+    #[arg(long, default_value_t = 1.0)]
+    pub gradient_clip_norm: f64,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// libtorch compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -415,4 +508,22 @@ pub struct ArchiveExportArgs {
     /// CSV file to write; an existing file is never replaced (it may hold labels).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn retrain_starts_training_from_its_configured_encoder() {
+        let data = [PathBuf::from("labelled")];
+        let extra = ["--epochs".to_owned(), "3".to_owned()];
+        let args = parse_train_options(&data, Path::new("out"), 1, Some(Path::new("encoder")), &extra).unwrap();
+        assert_eq!(args.init_from.as_deref(), Some(Path::new("encoder")));
+        assert_eq!(args.epochs, 3);
+        let without = parse_train_options(&data, Path::new("out"), 1, None, &extra).unwrap();
+        assert_eq!(without.init_from, None);
+    }
 }

@@ -324,6 +324,11 @@ pub struct RetrainConfig {
     /// Extra `sentmon train` options, e.g. ["--epochs", "20", "--pretrain-epochs", "2"] (not
     /// --data, --out or --threads, which retrain sets). Default [] (train's defaults).
     pub train_options: Vec<String>,
+    /// An encoder from `sentmon pretrain` (a directory) that each candidate starts from, as
+    /// `sentmon train --init-from`: its vocabulary and its embedding and LSTM weights. Relative
+    /// paths are resolved from the working directory. Default: none, training starts from scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
     /// libtorch compute threads for training. Count, at least 1. Default 1, so that a retrain
     /// beside the daemon takes one core at most.
     pub threads: usize,
@@ -340,6 +345,7 @@ impl Default for RetrainConfig {
             evaluation_data: Vec::new(),
             max_macro_f1_drop: 0.01,
             train_options: Vec::new(),
+            init_from: None,
             threads: 1,
             interval_secs: 0,
         }
@@ -347,7 +353,7 @@ impl Default for RetrainConfig {
 }
 
 /// Training options `retrain` sets itself, so `retrain.train_options` may not.
-const MANAGED_TRAIN_OPTIONS: [&str; 3] = ["--data", "--out", "--threads"];
+const MANAGED_TRAIN_OPTIONS: [&str; 4] = ["--data", "--out", "--threads", "--init-from"];
 /// A daemon-scheduled retrain more often than this is a typo: training takes minutes.
 const MIN_RETRAIN_INTERVAL_SECS: u64 = 60;
 const MAX_WATCH_INTERVAL_SECS: u64 = 86_400;
@@ -889,12 +895,12 @@ impl Config {
                 .iter()
                 .any(|managed| option == managed || option.starts_with(&format!("{managed}=")))
             {
-                let requirement = "set by retrain itself: use retrain.data and retrain.threads";
+                let requirement = "set by retrain itself: use retrain.data, retrain.threads and retrain.init_from";
                 issues.push(ConfigIssue::new("retrain.train_options", option, requirement));
             }
         }
         if let Err(error) =
-            crate::cli::parse_train_options(&[PathBuf::from("data")], Path::new("out"), 1, &retrain.train_options)
+            crate::cli::parse_train_options(&[PathBuf::from("data")], Path::new("out"), 1, None, &retrain.train_options)
         {
             let first_line =
                 error.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
@@ -1197,6 +1203,7 @@ mod tests {
         let mut every_field = Config::default();
         every_field.kafka.late_topic = Some("sentmon.late".to_owned());
         every_field.archive.directory = Some(PathBuf::from("/var/lib/sentmon/archive"));
+        every_field.retrain.init_from = Some(PathBuf::from("/var/lib/sentmon/encoder"));
         let serialised: toml::Table = toml::from_str(&every_field.to_redacted_toml().unwrap()).unwrap();
         let mut field_paths = Vec::new();
         key_paths(&serialised, "", &mut field_paths);
@@ -1406,6 +1413,11 @@ mod tests {
                 |config| config.retrain.train_options = vec!["--out".into(), "elsewhere".into()],
                 "retrain.train_options",
                 "set by retrain itself",
+            ),
+            (
+                |config| config.retrain.train_options = vec!["--init-from".into(), "encoder".into()],
+                "retrain.train_options",
+                "use retrain.data, retrain.threads and retrain.init_from",
             ),
             (
                 |config| config.retrain.train_options = vec!["--epochz".into(), "3".into()],

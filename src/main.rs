@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => commands::broker::run(&args),
         Command::Replay(args) => commands::replay::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Pretrain(args) => commands::pretrain::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Classify(args) => commands::classify::run(&args),
         Command::Split(args) => commands::split::run(&args),

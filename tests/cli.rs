@@ -304,6 +304,82 @@ fn a_tiny_training_run_on_the_real_data_lowers_the_loss() {
 }
 
 #[test]
+fn pretrain_help_teaches_the_corpus_caps_and_checkpoints_and_train_help_the_init_from() {
+    let help = String::from_utf8(run_ok(sentmon().args(["pretrain", "--help"])).stdout).unwrap();
+    for option in [
+        "--corpus",
+        "--text-field",
+        "--data",
+        "--out",
+        "--max-sequences",
+        "--max-duration",
+        "--checkpoint-every",
+        "resume",
+    ] {
+        assert!(help.contains(option), "pretrain --help lacks {option}:\n{help}");
+    }
+    assert!(help.contains("train --init-from"), "the help shows the next step:\n{help}");
+    let train_help = String::from_utf8(run_ok(sentmon().args(["train", "--help"])).stdout).unwrap();
+    assert!(train_help.contains("--init-from"), "{train_help}");
+}
+
+/// Issue 10: a pretrained encoder is an artefact that fine-tuning starts from, and the bundle says so.
+#[test]
+fn pretrain_on_a_gzip_corpus_then_train_from_the_encoder() {
+    let scratch = tempfile::tempdir().unwrap();
+    let corpus = scratch.path().join("unlabelled.jsonl.gz");
+    let mut gzip = flate2::write::GzEncoder::new(std::fs::File::create(&corpus).unwrap(), Default::default());
+    for file in ["headlines.sentiment.jsonl", "headlines.topic.jsonl"] {
+        for line in std::fs::read_to_string(fixture(file)).unwrap().lines() {
+            let text = serde_json::from_str::<serde_json::Value>(line).unwrap()["text"].as_str().unwrap().to_owned();
+            writeln!(gzip, "{}", serde_json::json!({ "body": format!("{text} today") })).unwrap();
+        }
+    }
+    gzip.finish().unwrap();
+    let encoder = scratch.path().join("encoder");
+    let sizes = ["--embedding-dim", "16", "--hidden-size", "16", "--threads", "1", "--batch-size", "16"];
+    let pretrain = |cap: &str| {
+        run_ok(
+            sentmon()
+                .args(["pretrain", "--corpus"])
+                .arg(&corpus)
+                .args(["--text-field", "body", "--max-sequences", cap, "--out"])
+                .arg(&encoder)
+                .arg("--data")
+                .arg(fixture("headlines.sentiment.jsonl"))
+                .arg(fixture("headlines.topic.jsonl"))
+                .args(sizes),
+        )
+    };
+    let first: serde_json::Value = serde_json::from_slice(&pretrain("32").stdout).unwrap();
+    assert_eq!(first["sequences_seen"], 32);
+    let resumed = pretrain("64");
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming from"), "a second run resumes");
+    let second: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(second["sequences_seen"], 64);
+
+    let bundle = scratch.path().join("model");
+    run_ok(
+        sentmon()
+            .args(["train", "--epochs", "1", "--patience", "1", "--init-from"])
+            .arg(&encoder)
+            .arg("--data")
+            .arg(fixture("headlines.sentiment.jsonl"))
+            .arg(fixture("headlines.topic.jsonl"))
+            .args(tiny_training_args(&bundle)),
+    );
+    let init_from = &manifest(&bundle)["training"]["init_from"];
+    let encoder_manifest = std::fs::read(encoder.join("encoder.json")).unwrap();
+    let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&encoder_manifest));
+    assert_eq!(init_from["manifest_sha256"], digest.as_str(), "{init_from}");
+    assert_eq!(init_from["sequences_seen"], 64);
+    let tokenizer = |directory: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(directory.join("tokenizer.json")).unwrap()).unwrap()
+    };
+    assert_eq!(tokenizer(&bundle)["vocab"], tokenizer(&encoder)["vocab"], "the bundle keeps the encoder's vocabulary");
+}
+
+#[test]
 fn split_writes_the_three_files_that_train_uses() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("split");

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod demo;
 pub mod eval;
 pub mod models;
+pub mod pretrain;
 pub mod replay;
 pub mod retrain;
 pub mod run;

@@ -27,8 +27,14 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
     let promoted = registry.promoted()?;
 
     let staging = StagingDir(registry.staging_dir()?);
-    let train_args = cli::parse_train_options(&retrain.data, &staging.0, retrain.threads, &retrain.train_options)
-        .map_err(|error| anyhow::anyhow!("retrain.train_options in {config_file}: {error}"))?;
+    let train_args = cli::parse_train_options(
+        &retrain.data,
+        &staging.0,
+        retrain.threads,
+        retrain.init_from.as_deref(),
+        &retrain.train_options,
+    )
+    .map_err(|error| anyhow::anyhow!("retrain.train_options in {config_file}: {error}"))?;
     tracing::info!(parent = ?promoted, data = ?retrain.data, "retrain: training a candidate");
     super::train::train_bundle(&train_args, promoted.clone())?;
     let candidate = registry.add_staged(&staging.0)?;

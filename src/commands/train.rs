@@ -78,6 +78,7 @@ fn training_options(args: &TrainArgs) -> TrainingOptions {
             min_token_count: args.min_token_count,
             ..EncoderConfig::default()
         },
+        init_from: args.init_from.clone(),
         seed: args.seed,
         show_progress: true,
     }

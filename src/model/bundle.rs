@@ -77,6 +77,9 @@ pub struct TrainingSummary {
     pub rows: SplitRows,
     pub seed: u64,
     pub pretrain_epochs: usize,
+    /// The encoder artefact (`train --init-from`) the weights started from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<super::pretrain::EncoderOrigin>,
     pub epochs_run: usize,
     pub best_epoch: usize,
     pub elapsed_seconds: f64,

@@ -6,6 +6,7 @@ pub mod bundle;
 mod classifier;
 pub mod glove;
 mod network;
+pub mod pretrain;
 pub mod train;
 pub mod worker;
 

@@ -94,6 +94,7 @@ fn tiny_manifest(architecture: Architecture) -> ModelManifest {
         rows: SplitRows::default(),
         seed: 0,
         pretrain_epochs: 0,
+        init_from: None,
         epochs_run: 0,
         best_epoch: 0,
         elapsed_seconds: 0.0,

@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::batch::{IGNORED_TARGET, TensorBatch, language_model_targets};
+use super::batch::{IGNORED_TARGET, TensorBatch};
 use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
 use super::glove::WordVectors;
 use super::network::{Architecture, EMBEDDING_PARAMETER_GROUP, Network, bag_width, sequence_width};
+use super::pretrain::{EncoderArtefact, LanguageModelTrainer};
 use crate::evaluation::{self, ConfusionMatrix, EvaluationReport};
 use crate::text::{EncodedText, EncoderConfig, TextEncoder};
 
@@ -73,6 +74,9 @@ pub struct TrainingOptions {
     /// other weight, 0 freezes it (sensible only for pretrained vectors).
     #[serde(default = "full_learning_rate_scale")]
     pub embedding_learning_rate_scale: f64,
+    /// An encoder artefact from `sentmon pretrain`: its vocabulary replaces the one built from
+    /// the training texts, and its embedding and LSTM weights are the starting point.
+    pub init_from: Option<PathBuf>,
     pub seed: u64,
     pub show_progress: bool,
 }
@@ -117,23 +121,33 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     tch::manual_seed(options.seed as i64);
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(options.seed);
 
+    ensure!(
+        options.init_from.is_none() || options.word_vectors.is_none(),
+        "--glove and --init-from both decide the vocabulary and the starting embedding: pass only one of them"
+    );
     let training_texts = training_set.train.iter().map(|example| example.text.as_str());
     let word_vectors = options.word_vectors.as_deref().map(WordVectors::load).transpose()?;
-    let encoder = match &word_vectors {
-        Some(vectors) => {
-            if let Some(embedding_dim) = options.embedding_dim {
-                ensure!(
-                    vectors.width() == embedding_dim,
-                    "the word vectors are {} wide but --embedding-dim is {embedding_dim}: leave --embedding-dim \
-                     out (it follows the vectors) or set it to {}",
-                    vectors.width(),
-                    vectors.width()
-                );
-            }
-            let words = vectors.words().take(options.word_vector_vocab);
-            TextEncoder::build_with_pretrained_words(options.encoder.clone(), training_texts, words)
-        }
-        None => TextEncoder::build(options.encoder.clone(), training_texts),
+    let initial_encoder = options.init_from.as_deref().map(EncoderArtefact::read).transpose()?;
+    let embedding_dim = options.embedding_dim.unwrap_or_else(|| match (&word_vectors, &initial_encoder) {
+        (Some(vectors), _) => vectors.width(),
+        (None, Some(artefact)) => artefact.embedding_dim(),
+        (None, None) => DEFAULT_EMBEDDING_DIM,
+    });
+    let encoder = if let Some(artefact) = &initial_encoder {
+        artefact.check_sizes(embedding_dim, options.hidden_size)?;
+        artefact.text_encoder(&options.encoder)?
+    } else if let Some(vectors) = &word_vectors {
+        ensure!(
+            vectors.width() == embedding_dim,
+            "the word vectors are {} wide but --embedding-dim is {embedding_dim}: leave --embedding-dim out (it \
+             follows the vectors) or set it to {}",
+            vectors.width(),
+            vectors.width()
+        );
+        let words = vectors.words().take(options.word_vector_vocab);
+        TextEncoder::build_with_pretrained_words(options.encoder.clone(), training_texts, words)
+    } else {
+        TextEncoder::build(options.encoder.clone(), training_texts)
     };
     let encode_all = |examples: &[TrainingExample]| -> Vec<EncodedExample> {
         examples
@@ -153,9 +167,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
 
     let architecture = Architecture {
         vocab_size: encoder.vocab().len() as i64,
-        embedding_dim: options
-            .embedding_dim
-            .unwrap_or_else(|| word_vectors.as_ref().map_or(DEFAULT_EMBEDDING_DIM, WordVectors::width)),
+        embedding_dim,
         hidden_size: options.hidden_size,
         feature_buckets: i64::from(encoder.config().feature_buckets),
         feature_dim: options.feature_dim,
@@ -173,10 +185,21 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
             encoder.vocab().len()
         );
     }
+    if let Some(artefact) = &initial_encoder {
+        artefact.load_into(&variables)?;
+    }
 
     let mut history = Vec::new();
     if options.pretrain_epochs > 0 {
-        pretrain_language_model(&variables, &network, &train_examples, options, &mut shuffle_rng, &mut history)?;
+        pretrain_language_model(
+            &variables,
+            &network,
+            &architecture,
+            &train_examples,
+            options,
+            &mut shuffle_rng,
+            &mut history,
+        )?;
     }
 
     let topic_weights = class_weights(
@@ -263,6 +286,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
         rows,
         seed: options.seed,
         pretrain_epochs: options.pretrain_epochs,
+        init_from: initial_encoder.as_ref().map(EncoderArtefact::origin),
         epochs_run,
         best_epoch: best.epoch,
         elapsed_seconds: started.elapsed().as_secs_f64(),
@@ -286,17 +310,19 @@ fn set_learning_rate(optimizer: &mut nn::Optimizer, learning_rate: f64, options:
 fn pretrain_language_model(
     variables: &VarStore,
     network: &Network,
+    architecture: &Architecture,
     train_examples: &[EncodedExample],
     options: &TrainingOptions,
     shuffle_rng: &mut ChaCha8Rng,
     history: &mut Vec<EpochRecord>,
 ) -> anyhow::Result<()> {
-    let output_vocab = options.language_model_vocab.min(network_vocab_size(variables));
-    let decoder_root = variables.root() / TRAINING_ONLY_PREFIX / "language_model";
-    let forward_decoder = nn::linear(&decoder_root / "forward", options.hidden_size, output_vocab, Default::default());
-    let backward_decoder =
-        nn::linear(&decoder_root / "backward", options.hidden_size, output_vocab, Default::default());
-    let mut optimizer = nn::Adam::default().build(variables, options.pretrain_learning_rate)?;
+    let mut language_model = LanguageModelTrainer::new(
+        variables,
+        architecture,
+        options.language_model_vocab,
+        options.pretrain_learning_rate,
+        options.gradient_clip_norm,
+    );
     let mut order: Vec<usize> = (0..train_examples.len()).collect();
     for epoch in 1..=options.pretrain_epochs {
         order.shuffle(shuffle_rng);
@@ -305,14 +331,7 @@ fn pretrain_language_model(
         let mut running_loss = RunningMean::default();
         for chunk in order.chunks(options.batch_size) {
             let encoded: Vec<&EncodedText> = chunk.iter().map(|&index| &train_examples[index].encoded).collect();
-            let batch = TensorBatch::new(&encoded);
-            let (next_tokens, previous_tokens) = language_model_targets(&encoded, output_vocab);
-            let states = network.sequence_states(&batch, true);
-            let forward_loss = token_loss(&forward_decoder.forward(&states.forward), &next_tokens, output_vocab);
-            let backward_loss = token_loss(&backward_decoder.forward(&states.backward), &previous_tokens, output_vocab);
-            let loss = (forward_loss + backward_loss) / 2.0;
-            optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
-            running_loss.add(loss.double_value(&[]), chunk.len());
+            running_loss.add(language_model.step(network, &encoded), chunk.len());
             progress.inc(chunk.len() as u64);
             progress.set_message(format!("lm loss {:.3}", running_loss.mean()));
         }
@@ -330,20 +349,6 @@ fn pretrain_language_model(
         );
     }
     Ok(())
-}
-
-fn network_vocab_size(variables: &VarStore) -> i64 {
-    variables.variables().get("token_embedding.weight").map_or(0, |weight| weight.size()[0])
-}
-
-fn token_loss(logits: &Tensor, targets: &Tensor, output_vocab: i64) -> Tensor {
-    logits.view([-1, output_vocab]).cross_entropy_loss(
-        &targets.view([-1]),
-        None::<Tensor>,
-        Reduction::Mean,
-        IGNORED_TARGET,
-        0.0,
-    )
 }
 
 /// Heads that read only one half of the representation (the LSTM pooling, or the n-gram bags),

@@ -337,6 +337,16 @@ impl TextEncoder {
         Self { config, vocab }
     }
 
+    /// An encoder with a vocabulary made elsewhere (a pretrained encoder's), checked against
+    /// the config: valid, and no more tokens than `max_vocab_size`.
+    pub fn with_vocab(config: EncoderConfig, vocab: Vocab) -> anyhow::Result<Self> {
+        config.validate()?;
+        if vocab.len() > config.max_vocab_size {
+            bail!("the vocabulary has {} tokens, more than max_vocab_size {}", vocab.len(), config.max_vocab_size);
+        }
+        Ok(Self { config, vocab })
+    }
+
     pub fn config(&self) -> &EncoderConfig {
         &self.config
     }
