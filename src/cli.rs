@@ -301,6 +301,10 @@ pub struct CheckConfigArgs {
     /// TOML config file to validate (environment overrides apply, as for `run`).
     #[arg(value_name = "FILE")]
     pub config: PathBuf,
+    /// Also ask the brokers whether every configured topic exists, as `run` does at start
+    /// (exit 64 naming a missing topic; exit 1 if the brokers do not answer within 10 s).
+    #[arg(long)]
+    pub connect: bool,
 }
 
 #[derive(Debug, Args)]

@@ -142,6 +142,12 @@ pub struct KafkaConfig {
     /// How often stored offsets are committed, in milliseconds. Default 5000 (librdkafka's own
     /// `auto.commit.interval.ms` default): replays after a crash stay within seconds of work.
     pub commit_interval_ms: u64,
+    /// Whether `sentmon run` (and `check-config --connect`) refuse to start when a configured topic
+    /// does not exist on the brokers. Default true: with broker-side auto-creation off (the usual
+    /// production setting) a missing input topic is never read and a missing output topic fails
+    /// every record sent to it, so failing at start, naming the topic, beats failing later. Set
+    /// false only when the brokers create topics on first use and you rely on that.
+    pub require_existing_topics: bool,
     /// librdkafka consumer properties passed through verbatim (keys contain dots, e.g.
     /// `"security.protocol"`). Default empty.
     pub consumer_options: KafkaOptions,
@@ -160,6 +166,7 @@ impl Default for KafkaConfig {
             alerts_topic: "sentmon.alerts".to_owned(),
             late_topic: None,
             commit_interval_ms: 5000,
+            require_existing_topics: true,
             consumer_options: KafkaOptions::default(),
             producer_options: KafkaOptions::default(),
         }
@@ -170,6 +177,45 @@ impl KafkaConfig {
     /// `commit_interval_ms` as a duration.
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// Every topic sentmon reads or writes, each with the key that names it.
+    pub fn topics(&self) -> Vec<(String, &str)> {
+        let mut topics: Vec<(String, &str)> = self
+            .input_topics
+            .iter()
+            .enumerate()
+            .map(|(index, topic)| (format!("kafka.input_topics[{index}]"), topic.as_str()))
+            .collect();
+        topics.push(("kafka.output_topic".to_owned(), &self.output_topic));
+        topics.push(("kafka.dead_letter_topic".to_owned(), &self.dead_letter_topic));
+        topics.push(("kafka.alerts_topic".to_owned(), &self.alerts_topic));
+        if let Some(late_topic) = &self.late_topic {
+            topics.push(("kafka.late_topic".to_owned(), late_topic));
+        }
+        topics
+    }
+
+    /// Checks that every configured topic is among `existing` (the topics the brokers' metadata
+    /// lists), unless `require_existing_topics` is off; names each missing one and the fix.
+    pub fn check_topics_exist(&self, existing: &std::collections::BTreeSet<String>) -> Result<(), ConfigError> {
+        if !self.require_existing_topics {
+            return Ok(());
+        }
+        let issues: Vec<ConfigIssue> = self
+            .topics()
+            .into_iter()
+            .filter(|(_, topic)| !existing.contains(*topic))
+            .map(|(key, topic)| {
+                let requirement = format!(
+                    "no such topic on {}: create it (e.g. kafka-topics.sh --create --topic {topic}), or set \
+                     kafka.require_existing_topics = false if the brokers create topics on first use",
+                    self.brokers
+                );
+                ConfigIssue::new(&key, topic, requirement)
+            })
+            .collect();
+        if issues.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(issues)) }
     }
 }
 
@@ -1563,5 +1609,21 @@ mod tests {
         );
         assert_eq!((config.detector.cooldown(), config.detector.cooldown_ms()), (Duration::from_secs(600), 600_000));
         assert_eq!(secs_to_ms(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn missing_topics_are_named_with_their_key_unless_existence_is_not_required() {
+        let mut config = minimal_config();
+        config.kafka.late_topic = Some("sentmon.late".to_owned());
+        let existing: std::collections::BTreeSet<String> =
+            ["news", "sentmon.enriched", "sentmon.dead-letter"].map(String::from).into();
+        let Err(ConfigError::Invalid(issues)) = config.kafka.check_topics_exist(&existing) else {
+            panic!("two topics are missing");
+        };
+        let named: Vec<(&str, &str)> = issues.iter().map(|issue| (issue.key.as_str(), issue.value.as_str())).collect();
+        assert_eq!(named, [("kafka.alerts_topic", "\"sentmon.alerts\""), ("kafka.late_topic", "\"sentmon.late\"")]);
+        assert!(issues[0].requirement.contains("require_existing_topics = false"), "{}", issues[0]);
+        config.kafka.require_existing_topics = false;
+        assert!(config.kafka.check_topics_exist(&existing).is_ok());
     }
 }

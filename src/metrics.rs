@@ -48,6 +48,9 @@ pub struct Metrics {
     pub records_produced: IntCounterVec,
     /// Records the broker refused or that timed out. Labels: `output`, as for `records_produced`.
     pub produce_failures: IntCounterVec,
+    /// Alert events that could not be published to the alerts topic within the retry budget; the
+    /// alert still shows in the log line and in `sentmon_alerts_total`.
+    pub alert_publish_failures: IntCounter,
     /// Share of negative messages in a view, 0 to 1. Labels: `topic` (a class or [`crate::window::ALL_TOPICS`]),
     /// `view` (the view's span, e.g. `5m`, `1h`).
     pub negative_rate: GaugeVec,
@@ -151,6 +154,13 @@ impl Metrics {
                 Opts::new("sentmon_produce_failures_total", "Records the broker refused or that timed out, by output."),
                 &["output"],
             )?,
+        )?;
+        let alert_publish_failures = register(
+            &registry,
+            IntCounter::with_opts(Opts::new(
+                "sentmon_alert_publish_failures_total",
+                "Alert events not published to the alerts topic after every retry.",
+            ))?,
         )?;
         let negative_rate = register(
             &registry,
@@ -281,6 +291,7 @@ impl Metrics {
             messages_late,
             records_produced,
             produce_failures,
+            alert_publish_failures,
             negative_rate,
             message_count,
             negative_rate_baseline,
@@ -388,6 +399,7 @@ mod tests {
         ("sentmon_messages_late_total", "counter"),
         ("sentmon_records_produced_total", "counter"),
         ("sentmon_produce_failures_total", "counter"),
+        ("sentmon_alert_publish_failures_total", "counter"),
         ("sentmon_negative_rate_ratio", "gauge"),
         ("sentmon_view_messages", "gauge"),
         ("sentmon_negative_rate_baseline_ratio", "gauge"),

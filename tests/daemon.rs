@@ -186,3 +186,41 @@ fn a_second_signal_during_a_stuck_drain_exits_at_once() {
     assert_eq!(status.code(), Some(130), "{}", daemon.log());
     assert!(daemon.log().contains("second signal: exiting without draining"));
 }
+
+/// Issue 11: with no alerts topic on the brokers, `run` used to start and then stall detection on
+/// its first alert. Now `check-config --connect` and `run` both stop at once with exit 64,
+/// naming the key and the topic; plain `check-config` (no broker contact) still accepts the file.
+#[test]
+fn a_configured_topic_missing_on_the_brokers_stops_run_and_check_config_connect_with_exit_64() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let topics = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC].map(String::from);
+    let broker = sentmon::ingest::embedded::EmbeddedBroker::start(PARTITIONS, &topics).unwrap();
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let sentmon = || std::process::Command::new(env!("CARGO_BIN_EXE_sentmon"));
+    let expected = format!("kafka.alerts_topic = \"{ALERTS_TOPIC}\": no such topic on {}", broker.bootstrap_servers());
+
+    run_ok(sentmon().arg("check-config").arg(&config));
+    let checked = sentmon().args(["check-config", "--connect"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let mut daemon = Daemon::start(&config, http_port, scratch.path());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < GENEROUS, "run did not stop; log:\n{}", daemon.log());
+        assert!(http_get(http_port, "/readyz").is_none_or(|(status, _)| status != 200), "ready without alerts topic");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(64), "{}", daemon.log());
+    assert!(daemon.log().contains(&expected), "{}", daemon.log());
+
+    // With the check off (brokers that create topics on first use) the same config starts.
+    edit_config(&config, "commit_interval_ms = 500", "commit_interval_ms = 500\nrequire_existing_topics = false");
+    run_ok(sentmon().args(["check-config", "--connect"]).arg(&config));
+}
