@@ -142,6 +142,7 @@ pub async fn run(
     let model_switch = pool.switch();
     let model = model_switch.current();
     metrics.set_model_version(&model.version);
+    metrics.create_topic_series(&model.topic_labels);
     readiness.set_model_loaded(true);
     tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
 

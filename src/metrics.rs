@@ -5,10 +5,16 @@
 //! sets (topic classes, sentiments, outputs, reasons, view names, assigned partitions) so series
 //! counts stay bounded; message text or keys never become labels.
 
+use crate::model::SENTIMENT_LABELS;
+use crate::pipeline::decode::DeadLetterReason;
+
 use prometheus::{
     Encoder as _, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder, core::Collector,
 };
+
+/// The `result` label values of `sentmon_model_reloads_total`.
+pub const MODEL_RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Batch sizes 1, 2, 4, ..., 1024: powers of two because the batcher's size limits are, so each
 /// configured limit lands exactly on a bucket boundary.
@@ -35,10 +41,12 @@ pub struct Metrics {
     /// Messages read from Kafka, before any parsing. Labels: `input_topic` (the Kafka topic).
     pub messages_consumed: IntCounterVec,
     /// Messages classified by the model. Labels: `topic` (predicted class), `sentiment`
-    /// (`negative` | `neutral` | `positive`).
+    /// (`negative` | `neutral` | `positive`); every pair of the served model exists at 0 from its
+    /// load ([`Metrics::create_topic_series`]).
     pub messages_classified: IntCounterVec,
     /// Messages sent to the dead-letter output instead of being classified. Labels: `reason`
-    /// (a fixed set of failure kinds, never the error text).
+    /// (a fixed set of failure kinds, never the error text); every reason's series exists from
+    /// the start, at 0.
     pub messages_dead_lettered: IntCounterVec,
     /// Classified messages whose event time fell before every open window, so they were emitted but
     /// not counted in the rates. Labels: `topic`.
@@ -78,7 +86,7 @@ pub struct Metrics {
     /// 1 for the model version being served; set through [`Metrics::set_model_version`]. Labels:
     /// `version`.
     pub model_info: IntGaugeVec,
-    /// Model reload attempts. Labels: `result` (`success` | `failure`).
+    /// Model reload attempts. Labels: `result` (`success` | `failure`), both at 0 from the start.
     pub model_reloads: IntCounterVec,
     /// Consumer group rebalance events. Labels: `kind` (`assign` | `revoke`).
     pub rebalances: IntCounterVec,
@@ -283,6 +291,16 @@ impl Metrics {
             ))?,
         )?;
 
+        // Counters whose label values are known up front start at 0: a series created by its first
+        // increment starts at 1, and increase() over it is 0, so an alert on the first failure
+        // (SentmonModelReloadFailed) would never fire.
+        for reason in DeadLetterReason::ALL {
+            messages_dead_lettered.with_label_values(&[reason.as_str()]);
+        }
+        for result in MODEL_RELOAD_RESULTS {
+            model_reloads.with_label_values(&[result]);
+        }
+
         Ok(Metrics {
             registry,
             messages_consumed,
@@ -332,6 +350,16 @@ impl Metrics {
                     // Another setter may have removed it first; that is the outcome we want anyway.
                     let _ = self.model_info.remove_label_values(&[label.value()]);
                 }
+            }
+        }
+    }
+
+    /// Creates every topic x sentiment series of `messages_classified` at 0 for a model's topic
+    /// labels, so rates and alerts see a topic's first message as an increase (see [`Metrics::new`]).
+    pub fn create_topic_series(&self, topic_labels: &[String]) {
+        for topic in topic_labels {
+            for sentiment in SENTIMENT_LABELS {
+                self.messages_classified.with_label_values(&[topic, sentiment]);
             }
         }
     }
@@ -484,6 +512,27 @@ mod tests {
         let second_text = second.encode_text();
         assert!(second_text.contains("sentmon_offset_commits_total 0\n"));
         assert!(!second_text.contains("sentmon_messages_consumed_total"));
+    }
+
+    /// Issue 11: labelled counters created on first increment start at 1, so increase() misses the
+    /// first failure.
+    #[test]
+    fn counters_with_known_labels_exist_at_zero() {
+        let metrics = Metrics::new().unwrap();
+        metrics.create_topic_series(&["Fed | Central Banks".to_owned()]);
+        let text = metrics.encode_text();
+        for series in [
+            "sentmon_model_reloads_total{result=\"failure\"} 0",
+            "sentmon_model_reloads_total{result=\"success\"} 0",
+            "sentmon_messages_dead_lettered_total{reason=\"invalid_json\"} 0",
+            "sentmon_messages_dead_lettered_total{reason=\"text_not_string\"} 0",
+            "sentmon_messages_classified_total{sentiment=\"negative\",topic=\"Fed | Central Banks\"} 0",
+            "sentmon_messages_classified_total{sentiment=\"positive\",topic=\"Fed | Central Banks\"} 0",
+        ] {
+            assert!(text.contains(&format!("{series}\n")), "missing `{series}` in:\n{text}");
+        }
+        let dead_letter_series = text.lines().filter(|line| line.starts_with("sentmon_messages_dead_lettered_total{"));
+        assert_eq!(dead_letter_series.count(), DeadLetterReason::ALL.len());
     }
 
     #[test]

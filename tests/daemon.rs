@@ -224,3 +224,33 @@ fn a_configured_topic_missing_on_the_brokers_stops_run_and_check_config_connect_
     edit_config(&config, "commit_interval_ms = 500", "commit_interval_ms = 500\nrequire_existing_topics = false");
     run_ok(sentmon().args(["check-config", "--connect"]).arg(&config));
 }
+
+/// Issue 11: labelled counters whose label values are known exist at 0 before anything happens,
+/// so rules that take increase() of them (SentmonModelReloadFailed) see the first increment.
+#[test]
+fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let http_port = free_port();
+    let daemon = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), http_port, ""),
+        http_port,
+        scratch.path(),
+    );
+    daemon.wait_ready(GENEROUS);
+    let metrics = daemon.metrics();
+    for series in [
+        "sentmon_model_reloads_total{result=\"failure\"} 0",
+        "sentmon_model_reloads_total{result=\"success\"} 0",
+        "sentmon_messages_dead_lettered_total{reason=\"invalid_json\"} 0",
+        "sentmon_messages_dead_lettered_total{reason=\"not_utf8\"} 0",
+        "sentmon_messages_classified_total{sentiment=\"negative\",topic=\"Fed | Central Banks\"} 0",
+        "sentmon_messages_classified_total{sentiment=\"neutral\",topic=\"Fed | Central Banks\"} 0",
+    ] {
+        assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
+    }
+    let classified = metrics.lines().filter(|line| line.starts_with("sentmon_messages_classified_total{")).count();
+    assert_eq!(classified, 20 * 3, "every topic of the shipped model x every sentiment:\n{metrics}");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}
