@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::dataset::Task;
@@ -235,8 +236,9 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout: the same seed and data give the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// libtorch compute threads for training (default: all cores).
-    #[arg(long)]
+    /// libtorch compute threads for training (default: 1, as the daemon uses; more only helps
+    /// with that many idle cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|threads| threads as usize))]
     pub threads: Option<usize>,
 }
 
@@ -256,6 +258,10 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
     pub batch_size: usize,
+    /// libtorch compute threads (default: 1, as the daemon uses; more only helps with that many
+    /// idle cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|threads| threads as usize))]
+    pub threads: Option<usize>,
 }
 
 /// Texts per forward pass when scoring a model (`eval`, and the retrain gate).

@@ -233,3 +233,14 @@ fn predictions_of_a_large_batch_are_in_input_order_whatever_the_length_sorting()
         assert!((together[index].sentiment.negative - alone.sentiment.negative).abs() < 1e-5, "text {index}");
     }
 }
+
+/// Issue 11: `eval` used every core for libtorch threads; `eval` and `train` now take the
+/// daemon's one thread unless `--threads` asks for more.
+#[test]
+fn commands_use_one_libtorch_thread_unless_told_otherwise() {
+    assert_eq!(super::use_command_threads(None), 1);
+    assert_eq!(tch::get_num_threads(), 1);
+    assert_eq!(super::use_command_threads(Some(3)), 3);
+    assert_eq!(tch::get_num_threads(), 3);
+    super::set_compute_threads(1);
+}
