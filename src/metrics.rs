@@ -81,7 +81,8 @@ pub struct Metrics {
     /// Seconds from a message's receipt from Kafka to the broker acknowledging its enriched record.
     pub end_to_end_latency: Histogram,
     /// Messages between the committed offset and the partition's high watermark. Labels:
-    /// `input_topic`, `partition` (only partitions assigned to this replica).
+    /// `input_topic`, `partition` (only partitions assigned to this replica: a revoked
+    /// partition's series is removed).
     pub consumer_lag: IntGaugeVec,
     /// 1 for the model version being served; set through [`Metrics::set_model_version`]. Labels:
     /// `version`.

@@ -254,3 +254,53 @@ fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
     assert_eq!(classified, 20 * 3, "every topic of the shipped model x every sentiment:\n{metrics}");
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
+
+/// Issue 11: after a rebalance the previous owner kept exporting its last lag for the partitions
+/// it lost, inflating the fleet's lag, the dashboard and the lag alert. Now each partition's lag
+/// series comes from its current owner only.
+#[test]
+fn after_a_rebalance_only_the_owner_exports_a_partitions_lag() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let lag_series = |daemon: &Daemon| -> BTreeSet<String> {
+        let metrics = daemon.metrics();
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("sentmon_consumer_lag_messages{"))
+            .map(|line| line.rsplit_once(' ').unwrap().0.to_owned())
+            .collect()
+    };
+    let first_port = free_port();
+    let first = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), first_port, ""),
+        first_port,
+        scratch.path(),
+    );
+    first.wait_ready(GENEROUS);
+    produce_all(broker.bootstrap_servers(), &headline_messages(200, "lag"));
+    first.wait_until("the only member to export every partition's lag", GENEROUS, |daemon| {
+        lag_series(daemon).len() == PARTITIONS as usize
+    });
+
+    let second_port = free_port();
+    let second = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), second_port, ""),
+        second_port,
+        scratch.path(),
+    );
+    second.wait_ready(GENEROUS);
+    let split = || {
+        let (first_series, second_series) = (lag_series(&first), lag_series(&second));
+        !first_series.is_empty()
+            && !second_series.is_empty()
+            && first_series.is_disjoint(&second_series)
+            && first_series.len() + second_series.len() == PARTITIONS as usize
+    };
+    first.wait_until("the partitions' lag series to be split between the two members", GENEROUS, |_| split());
+    // Past another statistics report (every 5 s): a revoked partition does not come back.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(split(), "first: {:?}, second: {:?}", lag_series(&first), lag_series(&second));
+    assert!(first.terminate(Duration::from_secs(30)).success());
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}
