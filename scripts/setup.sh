@@ -175,3 +175,16 @@ install_debian_packages
 install_libtorch
 [ "${SENTMON_SETUP_GLOVE:-1}" = "0" ] || install_glove
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup (https://rustup.rs) first"; exit 1; }
+
+# scripts/test.sh (and so CI) runs `cargo fmt --check` and `cargo clippy` before the tests; rustup's
+# minimal profile leaves both out.
+install_lint_tools() {
+  if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+    return
+  fi
+  command -v rustup >/dev/null || { log "cargo fmt or cargo clippy missing, and no rustup to add them"; exit 1; }
+  log "adding the rustfmt and clippy components"
+  rustup component add rustfmt clippy
+}
+
+[ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_lint_tools

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::http::{self, Readiness};
 use crate::ingest::consumer::{ConsumerShared, KafkaSource};
 use crate::ingest::producer::KafkaSink;
+use crate::ingest::topics;
 use crate::metrics::Metrics;
 use crate::model::worker::{ClassifiedBatch, HasText, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
@@ -55,6 +56,16 @@ const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// because giving up would mean committing past a message whose output was lost.
 const PRODUCE_RETRY_INITIAL: Duration = Duration::from_millis(200);
 const PRODUCE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// An alert event, unlike a record, is given up after this many failed sends: no offset waits on
+/// it, and a publish that never ends (a deleted alerts topic, a denied ACL) must not hold up the
+/// alerts after it. Three tries, 0.2 s then 0.4 s apart, ride out a leader election.
+const ALERT_PUBLISH_ATTEMPTS: u32 = 3;
+/// The whole publish of one alert event, retries included, ends within this: a send to a topic
+/// librdkafka cannot find otherwise waits for `topic.metadata.propagation.max.ms` (30 s) per try.
+const ALERT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start-up check waits for the brokers' topic list before going on unchecked: the
+/// daemon must still start when the broker is down (it then waits unready), so this is short.
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A decoded message on its way through the model.
 pub struct PendingMessage {
@@ -105,6 +116,7 @@ pub async fn run(
     shutdown: CancellationToken,
     observers: Observers,
 ) -> anyhow::Result<()> {
+    check_topics_exist(&config).await?;
     let metrics = Arc::new(Metrics::new().context("failed to register metrics")?);
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
     let http_stop = CancellationToken::new();
@@ -135,6 +147,7 @@ pub async fn run(
     let model_switch = pool.switch();
     let model = model_switch.current();
     metrics.set_model_version(&model.version);
+    metrics.create_topic_series(&model.topic_labels);
     readiness.set_model_loaded(true);
     tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
 
@@ -180,7 +193,9 @@ pub async fn run(
     let batch_task = tokio::spawn(cut_batches(Arc::clone(&shared), decoded, pool));
     let emit_task = tokio::spawn(emit_batches(Arc::clone(&shared), results));
     let aggregate_stop = CancellationToken::new();
-    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), aggregate_stop.clone()));
+    let (alert_sender, alert_queue) = mpsc::unbounded_channel();
+    let alert_task = tokio::spawn(publish_alerts(Arc::clone(&shared), alert_queue));
+    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), aggregate_stop.clone(), alert_sender.clone()));
     let broker_check_task = tokio::spawn(check_broker(Arc::clone(&shared), aggregate_stop.clone()));
     let reload_task = tokio::spawn(reload::watch(
         shared.config.model.path.clone(),
@@ -223,7 +238,12 @@ pub async fn run(
         let _ = retrain_task.await;
     }
     // Close the last full windows so their alerts are not lost with the process.
-    evaluate_windows(&shared, now_ms()).await;
+    evaluate_windows(&shared, now_ms(), &alert_sender);
+    // The queue closes once its last sender is gone; the publisher then sends what is queued.
+    drop(alert_sender);
+    if tokio::time::timeout(ALERT_PUBLISH_TIMEOUT, alert_task).await.is_err() {
+        tracing::warn!("alert events still unpublished at exit; they are in the log above");
+    }
     let flush_shared = Arc::clone(&shared);
     tokio::task::spawn_blocking(move || {
         if let Err(error) = flush_shared.sink.flush(Duration::from_secs(5)) {
@@ -510,28 +530,48 @@ async fn send_with_retry(
     payload: &[u8],
     headers: &[(&str, String)],
 ) -> bool {
+    send_attempts(shared, output, topic, key, payload, headers, u32::MAX).await.is_ok()
+}
+
+/// Sends until acknowledged, backing off between tries, for at most `attempts` tries; the error
+/// says why the last one failed, or that the drain was abandoned. Every failure is counted.
+async fn send_attempts(
+    shared: &Shared,
+    output: &'static str,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: &[(&str, String)],
+    attempts: u32,
+) -> Result<(), String> {
     let mut backoff = PRODUCE_RETRY_INITIAL;
+    let mut attempt: u32 = 0;
     loop {
+        attempt = attempt.saturating_add(1);
         match shared.sink.send(topic, key, payload, headers).await {
             Ok(()) => {
                 shared.metrics.records_produced.with_label_values(&[output]).inc();
-                return true;
+                return Ok(());
             }
             Err(error) => {
                 shared.metrics.produce_failures.with_label_values(&[output]).inc();
+                if attempt >= attempts {
+                    return Err(error.to_string());
+                }
                 tracing::warn!(%error, topic, retry_in_ms = backoff.as_millis() as u64, "produce failed; retrying");
             }
         }
         tokio::select! {
-            () = shared.abandon.cancelled() => return false,
+            () = shared.abandon.cancelled() => return Err("the drain ran out of time".to_owned()),
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(PRODUCE_RETRY_MAX);
     }
 }
 
-/// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets.
-async fn aggregate(shared: Arc<Shared>, stop: CancellationToken) {
+/// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets. Never
+/// waits on the broker: alert events go to [`publish_alerts`] through `alerts`.
+async fn aggregate(shared: Arc<Shared>, stop: CancellationToken, alerts: mpsc::UnboundedSender<AlertEvent>) {
     let mut ticker = tokio::time::interval(AGGREGATE_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -539,12 +579,12 @@ async fn aggregate(shared: Arc<Shared>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        evaluate_windows(&shared, now_ms()).await;
+        evaluate_windows(&shared, now_ms(), &alerts);
         shared.source.store_completed_offsets();
     }
 }
 
-async fn evaluate_windows(shared: &Shared, now_ms: i64) {
+fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedSender<AlertEvent>) {
     let closed = shared.windows.lock().expect("windows lock").advance(now_ms);
     if closed.is_empty() {
         return;
@@ -583,30 +623,84 @@ async fn evaluate_windows(shared: &Shared, now_ms: i64) {
         }
     }
     for alert in alerts {
-        publish_alert(shared, alert).await;
+        announce_alert(shared, &alert);
+        // The receiver lives until every sender is gone; a send error cannot happen before.
+        let _ = alert_queue.send(alert);
     }
 }
 
-async fn publish_alert(shared: &Shared, alert: AlertEvent) {
-    let kind = match alert.kind {
+fn alert_kind(alert: &AlertEvent) -> &'static str {
+    match alert.kind {
         AlertKind::Firing => "firing",
         AlertKind::Resolved => "resolved",
-    };
-    shared.metrics.alerts.with_label_values(&[&alert.topic, kind]).inc();
+    }
+}
+
+/// Shows an alert where no broker is needed: the metrics, the log line and the observer.
+fn announce_alert(shared: &Shared, alert: &AlertEvent) {
+    shared.metrics.alerts.with_label_values(&[&alert.topic, alert_kind(alert)]).inc();
     match alert.kind {
         AlertKind::Firing => tracing::warn!(topic = %alert.topic, z = alert.z_score, "{}", alert.summary()),
         AlertKind::Resolved => tracing::info!(topic = %alert.topic, "{}", alert.summary()),
     }
-    match serde_json::to_vec(&alert) {
-        Ok(payload) => {
-            let alerts_topic = &shared.config.kafka.alerts_topic;
-            send_with_retry(shared, "alert", alerts_topic, Some(alert.topic.as_bytes()), &payload, &[]).await;
-        }
-        Err(error) => tracing::error!(%error, "cannot serialise an alert event"),
-    }
     if let Some(observer) = &shared.observers.alerts {
-        let _ = observer.send(alert);
+        let _ = observer.send(alert.clone());
     }
+}
+
+/// Publishes alert events to the alerts topic one at a time, in the order they were raised (so a
+/// topic's firing and resolved events keep their order under its key), until the queue closes.
+/// Each publish is bounded ([`ALERT_PUBLISH_ATTEMPTS`], [`ALERT_PUBLISH_TIMEOUT`]); one that fails
+/// is logged with the topic and error, counted, and shown on /readyz until a publish succeeds.
+async fn publish_alerts(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<AlertEvent>) {
+    let alerts_topic = shared.config.kafka.alerts_topic.as_str();
+    while let Some(alert) = queue.recv().await {
+        let payload = match serde_json::to_vec(&alert) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise an alert event");
+                continue;
+            }
+        };
+        let key = Some(alert.topic.as_bytes());
+        let send = send_attempts(&shared, "alert", alerts_topic, key, &payload, &[], ALERT_PUBLISH_ATTEMPTS);
+        let outcome = match tokio::time::timeout(ALERT_PUBLISH_TIMEOUT, send).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no acknowledgement within {} s", ALERT_PUBLISH_TIMEOUT.as_secs())),
+        };
+        match outcome {
+            Ok(()) => shared.readiness.set_alert_publish_failing(false),
+            Err(error) => {
+                shared.metrics.alert_publish_failures.inc();
+                shared.readiness.set_alert_publish_failing(true);
+                tracing::error!(
+                    alerts_topic,
+                    %error,
+                    topic = %alert.topic,
+                    kind = alert_kind(&alert),
+                    "alert event not published to the alerts topic; it shows only in this log and the metrics"
+                );
+            }
+        }
+    }
+}
+
+/// Fails with a config error (exit 64) naming every configured topic the brokers lack, unless
+/// `kafka.require_existing_topics` is off. When the brokers do not answer in time the daemon
+/// starts anyway and waits for them unready, as it does for any broker outage.
+async fn check_topics_exist(config: &Config) -> anyhow::Result<()> {
+    if !config.kafka.require_existing_topics {
+        return Ok(());
+    }
+    let kafka = config.kafka.clone();
+    let listed = tokio::task::spawn_blocking(move || topics::existing_topics(&kafka, TOPIC_CHECK_TIMEOUT))
+        .await
+        .context("the topic check panicked")?;
+    match listed {
+        Ok(existing) => config.kafka.check_topics_exist(&existing)?,
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot check that the configured topics exist"),
+    }
+    Ok(())
 }
 
 async fn check_broker(shared: Arc<Shared>, stop: CancellationToken) {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::dataset::Task;
@@ -268,8 +269,9 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout: the same seed and data give the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// libtorch compute threads for training (default: all cores).
-    #[arg(long)]
+    /// libtorch compute threads for training (default: 1, as the daemon uses; more only helps
+    /// with that many idle cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|threads| threads as usize))]
     pub threads: Option<usize>,
     /// Languages of the training texts, as ISO 639-1 codes (comma-separated), recorded in the bundle: the daemon,
     /// `classify` and `eval` answer null for messages in any other. Declared, not detected: a script test cannot
@@ -368,6 +370,10 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
     pub batch_size: usize,
+    /// libtorch compute threads (default: 1, as the daemon uses; more only helps with that many
+    /// idle cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|threads| threads as usize))]
+    pub threads: Option<usize>,
 }
 
 /// Texts per forward pass when scoring a model (`eval`, and the retrain gate).
@@ -413,6 +419,10 @@ pub struct CheckConfigArgs {
     /// TOML config file to validate (environment overrides apply, as for `run`).
     #[arg(value_name = "FILE")]
     pub config: PathBuf,
+    /// Also ask the brokers whether every configured topic exists, as `run` does at start
+    /// (exit 64 naming a missing topic; exit 1 if the brokers do not answer within 10 s).
+    #[arg(long)]
+    pub connect: bool,
 }
 
 #[derive(Debug, Args)]

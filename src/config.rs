@@ -142,6 +142,12 @@ pub struct KafkaConfig {
     /// How often stored offsets are committed, in milliseconds. Default 5000 (librdkafka's own
     /// `auto.commit.interval.ms` default): replays after a crash stay within seconds of work.
     pub commit_interval_ms: u64,
+    /// Whether `sentmon run` (and `check-config --connect`) refuse to start when a configured topic
+    /// does not exist on the brokers. Default true: with broker-side auto-creation off (the usual
+    /// production setting) a missing input topic is never read and a missing output topic fails
+    /// every record sent to it, so failing at start, naming the topic, beats failing later. Set
+    /// false only when the brokers create topics on first use and you rely on that.
+    pub require_existing_topics: bool,
     /// librdkafka consumer properties passed through verbatim (keys contain dots, e.g.
     /// `"security.protocol"`). Default empty.
     pub consumer_options: KafkaOptions,
@@ -160,6 +166,7 @@ impl Default for KafkaConfig {
             alerts_topic: "sentmon.alerts".to_owned(),
             late_topic: None,
             commit_interval_ms: 5000,
+            require_existing_topics: true,
             consumer_options: KafkaOptions::default(),
             producer_options: KafkaOptions::default(),
         }
@@ -170,6 +177,45 @@ impl KafkaConfig {
     /// `commit_interval_ms` as a duration.
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// Every topic sentmon reads or writes, each with the key that names it.
+    pub fn topics(&self) -> Vec<(String, &str)> {
+        let mut topics: Vec<(String, &str)> = self
+            .input_topics
+            .iter()
+            .enumerate()
+            .map(|(index, topic)| (format!("kafka.input_topics[{index}]"), topic.as_str()))
+            .collect();
+        topics.push(("kafka.output_topic".to_owned(), &self.output_topic));
+        topics.push(("kafka.dead_letter_topic".to_owned(), &self.dead_letter_topic));
+        topics.push(("kafka.alerts_topic".to_owned(), &self.alerts_topic));
+        if let Some(late_topic) = &self.late_topic {
+            topics.push(("kafka.late_topic".to_owned(), late_topic));
+        }
+        topics
+    }
+
+    /// Checks that every configured topic is among `existing` (the topics the brokers' metadata
+    /// lists), unless `require_existing_topics` is off; names each missing one and the fix.
+    pub fn check_topics_exist(&self, existing: &std::collections::BTreeSet<String>) -> Result<(), ConfigError> {
+        if !self.require_existing_topics {
+            return Ok(());
+        }
+        let issues: Vec<ConfigIssue> = self
+            .topics()
+            .into_iter()
+            .filter(|(_, topic)| !existing.contains(*topic))
+            .map(|(key, topic)| {
+                let requirement = format!(
+                    "no such topic on {}: create it (e.g. kafka-topics.sh --create --topic {topic}), or set \
+                     kafka.require_existing_topics = false if the brokers create topics on first use",
+                    self.brokers
+                );
+                ConfigIssue::new(&key, topic, requirement)
+            })
+            .collect();
+        if issues.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(issues)) }
     }
 }
 
@@ -774,8 +820,12 @@ impl Config {
         let mut issues = Vec::new();
         self.validate_kafka(&mut issues);
         self.validate_batch_model_input(&mut issues);
+        let issues_before_windows = issues.len();
         self.validate_windows(&mut issues);
         self.validate_detector(&mut issues);
+        if issues.len() == issues_before_windows {
+            self.validate_window_store_and_detector(&mut issues);
+        }
         self.validate_retrain(&mut issues);
         if self.http.listen_addr().is_err() {
             issues.push(ConfigIssue::new(
@@ -983,6 +1033,29 @@ impl Config {
         }
         if detector.resolve_after_buckets == 0 {
             issues.push(ConfigIssue::new("detector.resolve_after_buckets", 0, "must be at least 1"));
+        }
+    }
+
+    /// The window store and the spike detector check their own settings, in milliseconds and with
+    /// limits of their own (the longest window, the most examples kept), when `run` builds them.
+    /// Their checks run here too, on exactly what `run` hands them, so that every config that
+    /// `check-config` accepts starts. Only reached when the seconds-level checks above passed,
+    /// so a problem is not reported twice.
+    fn validate_window_store_and_detector(&self, issues: &mut Vec<ConfigIssue>) {
+        let window = self.windows.to_window_config();
+        let window_problems = window.validate().err().unwrap_or_default();
+        let detector_problems =
+            self.detector.to_detector_config().validate_with_window(&window).err().unwrap_or_default();
+        let problems = window_problems
+            .into_iter()
+            .map(|problem| ("windows", problem))
+            .chain(detector_problems.into_iter().map(|problem| ("detector", problem)));
+        for (section, problem) in problems {
+            issues.push(ConfigIssue {
+                key: section.to_owned(),
+                value: "(its seconds in milliseconds)".to_owned(),
+                requirement: format!("{problem}: change the [{section}] setting it names"),
+            });
         }
     }
 
@@ -1575,5 +1648,106 @@ mod tests {
         );
         assert_eq!((config.detector.cooldown(), config.detector.cooldown_ms()), (Duration::from_secs(600), 600_000));
         assert_eq!(secs_to_ms(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn missing_topics_are_named_with_their_key_unless_existence_is_not_required() {
+        let mut config = minimal_config();
+        config.kafka.late_topic = Some("sentmon.late".to_owned());
+        let existing: std::collections::BTreeSet<String> =
+            ["news", "sentmon.enriched", "sentmon.dead-letter"].map(String::from).into();
+        let Err(ConfigError::Invalid(issues)) = config.kafka.check_topics_exist(&existing) else {
+            panic!("two topics are missing");
+        };
+        let named: Vec<(&str, &str)> = issues.iter().map(|issue| (issue.key.as_str(), issue.value.as_str())).collect();
+        assert_eq!(named, [("kafka.alerts_topic", "\"sentmon.alerts\""), ("kafka.late_topic", "\"sentmon.late\"")]);
+        assert!(issues[0].requirement.contains("require_existing_topics = false"), "{}", issues[0]);
+        config.kafka.require_existing_topics = false;
+        assert!(config.kafka.check_topics_exist(&existing).is_ok());
+    }
+
+    /// Issue 11: `check-config` said valid, then `run` exited 1 on window and detector settings
+    /// that only the window store and the detector checked. Every config `validate` accepts must
+    /// get past what `run` builds from it.
+    mod accepted_configs_start {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Mostly small values, where the cross-field rules bite, plus values around and far past
+        /// the components' limits (a week of milliseconds, u32 counts).
+        fn seconds() -> impl Strategy<Value = u64> {
+            prop_oneof![8 => 0..=700u64, 1 => 604_700..=604_900u64, 1 => Just(u64::MAX), 1 => 0..=u64::MAX]
+        }
+
+        fn count() -> impl Strategy<Value = u64> {
+            prop_oneof![8 => 0..=12u64, 1 => Just(u64::from(u32::MAX) + 1), 1 => 0..=u64::MAX]
+        }
+
+        /// Mostly valid fractions, so that enough cases pass every other rule.
+        fn ratio() -> impl Strategy<Value = f64> {
+            prop_oneof![8 => 0.01..0.99f64, 1 => -0.5..1.5f64, 1 => Just(f64::NAN), 1 => Just(f64::INFINITY)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn every_config_that_validates_builds_its_window_store_and_detector(
+                bucket_width_secs in seconds(),
+                // Views are multiples of the bucket (else validation stops there), around the
+                // 10 080-bucket limit too.
+                view_multiples in proptest::collection::vec(prop_oneof![8 => 1..=20u64, 1 => 10_079..=10_081u64], 0..4),
+                allowed_lateness_secs in seconds(),
+                idle_close_delay_secs in seconds(),
+                examples_per_bucket in 0..=150usize,
+                view_width_secs in seconds(),
+                z_threshold in prop_oneof![0.0..10.0f64, Just(f64::NAN)],
+                resolve_z_threshold in -2.0..10.0f64,
+                min_volume in count(),
+                wilson_floor in ratio(),
+                wilson_z in ratio(),
+                baseline_alpha in ratio(),
+                warmup_buckets in count(),
+                resolve_after_buckets in count(),
+                cooldown_secs in seconds(),
+                examples in 0..=150usize,
+                pick_a_listed_view in any::<bool>(),
+            ) {
+                let view_widths_secs: Vec<u64> =
+                    view_multiples.iter().map(|multiple| bucket_width_secs.saturating_mul(*multiple)).collect();
+                let mut config = minimal_config();
+                config.windows = WindowsConfig {
+                    bucket_width_secs,
+                    view_widths_secs: view_widths_secs.clone(),
+                    allowed_lateness_secs,
+                    idle_close_delay_secs,
+                    examples_per_bucket,
+                };
+                // A random view width rarely matches a listed one; half the cases take one that does.
+                let view_width_secs = match view_widths_secs.first() {
+                    Some(&listed) if pick_a_listed_view => listed,
+                    _ => view_width_secs,
+                };
+                config.detector = DetectorConfig {
+                    view_width_secs,
+                    z_threshold,
+                    resolve_z_threshold,
+                    min_volume,
+                    wilson_floor,
+                    wilson_z,
+                    baseline_alpha,
+                    warmup_buckets,
+                    resolve_after_buckets,
+                    cooldown_secs,
+                    examples,
+                };
+                if config.validate().is_ok() {
+                    let window = crate::window::WindowStore::new(config.windows.to_window_config());
+                    prop_assert!(window.is_ok(), "{:?} -> {:?}", config.windows, window.err());
+                    let detector = crate::alert::SpikeDetector::new(config.detector.to_detector_config());
+                    prop_assert!(detector.is_ok(), "{:?} -> {:?}", config.detector, detector.err());
+                }
+            }
+        }
     }
 }

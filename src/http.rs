@@ -47,7 +47,8 @@ impl PartitionState {
 pub struct ReadinessStatus {
     /// True when every check passes.
     pub ready: bool,
-    /// The failing checks (`model_not_loaded`, `broker_unreachable`, `draining`); empty when ready.
+    /// The failing checks (`model_not_loaded`, `broker_unreachable`, `alert_publish_failing`,
+    /// `draining`); empty when ready.
     pub failing: Vec<&'static str>,
     /// `waiting` or `assigned`: informational, see [`Readiness::status`].
     pub partitions: &'static str,
@@ -61,6 +62,7 @@ pub struct Readiness {
     metrics: Arc<Metrics>,
     model_loaded: AtomicBool,
     broker_reachable: AtomicBool,
+    alert_publish_failing: AtomicBool,
     draining: AtomicBool,
     partitions: AtomicU8,
     /// Serialises "store a flag, then publish the gauge" so two concurrent setters cannot leave
@@ -75,6 +77,7 @@ impl Readiness {
             metrics,
             model_loaded: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(false),
+            alert_publish_failing: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             partitions: AtomicU8::new(PartitionState::Waiting as u8),
             gauge_update: Mutex::new(()),
@@ -89,6 +92,13 @@ impl Readiness {
     /// Whether the last contact with the broker succeeded.
     pub fn set_broker_reachable(&self, reachable: bool) {
         self.update(|| self.broker_reachable.store(reachable, Ordering::SeqCst));
+    }
+
+    /// Whether the last alert event failed to reach the alerts topic: set when one fails after
+    /// every retry, cleared when one is published. Not ready meanwhile, because the alert events
+    /// that downstream systems consume are being lost; the windows and detection keep running.
+    pub fn set_alert_publish_failing(&self, failing: bool) {
+        self.update(|| self.alert_publish_failing.store(failing, Ordering::SeqCst));
     }
 
     /// Whether partitions are assigned; reported by `/readyz` but not required for readiness.
@@ -114,6 +124,9 @@ impl Readiness {
         }
         if !self.broker_reachable.load(Ordering::SeqCst) {
             failing.push("broker_unreachable");
+        }
+        if self.alert_publish_failing.load(Ordering::SeqCst) {
+            failing.push("alert_publish_failing");
         }
         if self.draining.load(Ordering::SeqCst) {
             failing.push("draining");
@@ -305,6 +318,14 @@ mod tests {
         assert_eq!(assigned.status_line, "HTTP/1.1 200 OK");
         let body: serde_json::Value = serde_json::from_str(&assigned.body).unwrap();
         assert_eq!(body["partitions"], "assigned");
+
+        server.readiness.set_alert_publish_failing(true);
+        let alert_failing = get_path(server.address, "/readyz").await;
+        assert_eq!(alert_failing.status_line, "HTTP/1.1 503 Service Unavailable");
+        let body: serde_json::Value = serde_json::from_str(&alert_failing.body).unwrap();
+        assert_eq!(body["failing"], serde_json::json!(["alert_publish_failing"]));
+        server.readiness.set_alert_publish_failing(false);
+        assert_eq!(get_path(server.address, "/readyz").await.status_line, "HTTP/1.1 200 OK");
 
         server.readiness.set_draining();
         let draining = get_path(server.address, "/readyz").await;

@@ -5,10 +5,16 @@
 //! sets (topic classes, sentiments, outputs, reasons, view names, assigned partitions) so series
 //! counts stay bounded; message text or keys never become labels.
 
+use crate::model::SENTIMENT_LABELS;
+use crate::pipeline::decode::DeadLetterReason;
+
 use prometheus::{
     Encoder as _, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder, core::Collector,
 };
+
+/// The `result` label values of `sentmon_model_reloads_total`.
+pub const MODEL_RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Batch sizes 1, 2, 4, ..., 1024: powers of two because the batcher's size limits are, so each
 /// configured limit lands exactly on a bucket boundary.
@@ -35,14 +41,16 @@ pub struct Metrics {
     /// Messages read from Kafka, before any parsing. Labels: `input_topic` (the Kafka topic).
     pub messages_consumed: IntCounterVec,
     /// Messages classified by the model. Labels: `topic` (predicted class), `sentiment`
-    /// (`negative` | `neutral` | `positive`).
+    /// (`negative` | `neutral` | `positive`); every pair of the served model exists at 0 from its
+    /// load ([`Metrics::create_topic_series`]).
     pub messages_classified: IntCounterVec,
     /// Messages forwarded with null answers because they are in a language the serving model does not serve, and
     /// kept out of the windows. Labels: `language` (an ISO 639-1 code the language gate knows, `und-<Script>` for a
     /// script shared by several languages, or `other` for a declared code it does not know: a closed set).
     pub messages_unsupported_language: IntCounterVec,
     /// Messages sent to the dead-letter output instead of being classified. Labels: `reason`
-    /// (a fixed set of failure kinds, never the error text).
+    /// (a fixed set of failure kinds, never the error text); every reason's series exists from
+    /// the start, at 0.
     pub messages_dead_lettered: IntCounterVec,
     /// Classified messages whose event time fell before every open window, so they were emitted but
     /// not counted in the rates. Labels: `topic`.
@@ -52,6 +60,9 @@ pub struct Metrics {
     pub records_produced: IntCounterVec,
     /// Records the broker refused or that timed out. Labels: `output`, as for `records_produced`.
     pub produce_failures: IntCounterVec,
+    /// Alert events that could not be published to the alerts topic within the retry budget; the
+    /// alert still shows in the log line and in `sentmon_alerts_total`.
+    pub alert_publish_failures: IntCounter,
     /// Share of negative messages in a view, 0 to 1. Labels: `topic` (a class or [`crate::window::ALL_TOPICS`]),
     /// `view` (the view's span, e.g. `5m`, `1h`).
     pub negative_rate: GaugeVec,
@@ -74,12 +85,13 @@ pub struct Metrics {
     /// Seconds from a message's receipt from Kafka to the broker acknowledging its enriched record.
     pub end_to_end_latency: Histogram,
     /// Messages between the committed offset and the partition's high watermark. Labels:
-    /// `input_topic`, `partition` (only partitions assigned to this replica).
+    /// `input_topic`, `partition` (only partitions assigned to this replica: a revoked
+    /// partition's series is removed).
     pub consumer_lag: IntGaugeVec,
     /// 1 for the model version being served; set through [`Metrics::set_model_version`]. Labels:
     /// `version`.
     pub model_info: IntGaugeVec,
-    /// Model reload attempts. Labels: `result` (`success` | `failure`).
+    /// Model reload attempts. Labels: `result` (`success` | `failure`), both at 0 from the start.
     pub model_reloads: IntCounterVec,
     /// Consumer group rebalance events. Labels: `kind` (`assign` | `revoke`).
     pub rebalances: IntCounterVec,
@@ -165,6 +177,13 @@ impl Metrics {
                 Opts::new("sentmon_produce_failures_total", "Records the broker refused or that timed out, by output."),
                 &["output"],
             )?,
+        )?;
+        let alert_publish_failures = register(
+            &registry,
+            IntCounter::with_opts(Opts::new(
+                "sentmon_alert_publish_failures_total",
+                "Alert events not published to the alerts topic after every retry.",
+            ))?,
         )?;
         let negative_rate = register(
             &registry,
@@ -287,6 +306,16 @@ impl Metrics {
             ))?,
         )?;
 
+        // Counters whose label values are known up front start at 0: a series created by its first
+        // increment starts at 1, and increase() over it is 0, so an alert on the first failure
+        // (SentmonModelReloadFailed) would never fire.
+        for reason in DeadLetterReason::ALL {
+            messages_dead_lettered.with_label_values(&[reason.as_str()]);
+        }
+        for result in MODEL_RELOAD_RESULTS {
+            model_reloads.with_label_values(&[result]);
+        }
+
         Ok(Metrics {
             registry,
             messages_consumed,
@@ -296,6 +325,7 @@ impl Metrics {
             messages_late,
             records_produced,
             produce_failures,
+            alert_publish_failures,
             negative_rate,
             message_count,
             negative_rate_baseline,
@@ -336,6 +366,16 @@ impl Metrics {
                     // Another setter may have removed it first; that is the outcome we want anyway.
                     let _ = self.model_info.remove_label_values(&[label.value()]);
                 }
+            }
+        }
+    }
+
+    /// Creates every topic x sentiment series of `messages_classified` at 0 for a model's topic
+    /// labels, so rates and alerts see a topic's first message as an increase (see [`Metrics::new`]).
+    pub fn create_topic_series(&self, topic_labels: &[String]) {
+        for topic in topic_labels {
+            for sentiment in SENTIMENT_LABELS {
+                self.messages_classified.with_label_values(&[topic, sentiment]);
             }
         }
     }
@@ -405,6 +445,7 @@ mod tests {
         ("sentmon_messages_late_total", "counter"),
         ("sentmon_records_produced_total", "counter"),
         ("sentmon_produce_failures_total", "counter"),
+        ("sentmon_alert_publish_failures_total", "counter"),
         ("sentmon_negative_rate_ratio", "gauge"),
         ("sentmon_view_messages", "gauge"),
         ("sentmon_negative_rate_baseline_ratio", "gauge"),
@@ -489,6 +530,27 @@ mod tests {
         let second_text = second.encode_text();
         assert!(second_text.contains("sentmon_offset_commits_total 0\n"));
         assert!(!second_text.contains("sentmon_messages_consumed_total"));
+    }
+
+    /// Issue 11: labelled counters created on first increment start at 1, so increase() misses the
+    /// first failure.
+    #[test]
+    fn counters_with_known_labels_exist_at_zero() {
+        let metrics = Metrics::new().unwrap();
+        metrics.create_topic_series(&["Fed | Central Banks".to_owned()]);
+        let text = metrics.encode_text();
+        for series in [
+            "sentmon_model_reloads_total{result=\"failure\"} 0",
+            "sentmon_model_reloads_total{result=\"success\"} 0",
+            "sentmon_messages_dead_lettered_total{reason=\"invalid_json\"} 0",
+            "sentmon_messages_dead_lettered_total{reason=\"text_not_string\"} 0",
+            "sentmon_messages_classified_total{sentiment=\"negative\",topic=\"Fed | Central Banks\"} 0",
+            "sentmon_messages_classified_total{sentiment=\"positive\",topic=\"Fed | Central Banks\"} 0",
+        ] {
+            assert!(text.contains(&format!("{series}\n")), "missing `{series}` in:\n{text}");
+        }
+        let dead_letter_series = text.lines().filter(|line| line.starts_with("sentmon_messages_dead_lettered_total{"));
+        assert_eq!(dead_letter_series.count(), DeadLetterReason::ALL.len());
     }
 
     #[test]

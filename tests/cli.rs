@@ -499,3 +499,28 @@ fn eval_skips_and_reports_rows_in_a_language_the_model_does_not_serve() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("1 sentiment rows skipped") && stderr.contains("(zh 1)"), "{stderr}");
 }
+
+/// Issue 11: `eval` used every core for libtorch threads and ran about 50 times slower than
+/// `classify` under load; it now follows the daemon's policy (1 thread), and `--threads` changes it.
+#[test]
+fn eval_uses_one_libtorch_thread_unless_threads_says_otherwise() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    for (threads, expected) in
+        [(None, "scoring with 1 libtorch thread(s)"), (Some("2"), "scoring with 2 libtorch thread(s)")]
+    {
+        let mut command = sentmon();
+        command.args(["eval", "--task", "sentiment", "--json", "--model"]).arg(&model);
+        if let Some(threads) = threads {
+            command.args(["--threads", threads]);
+        }
+        let output = run_ok(command.arg("--data").arg(fixture("headlines.sentiment.jsonl")));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    let zero = sentmon()
+        .args(["eval", "--threads", "0", "--data"])
+        .arg(fixture("headlines.sentiment.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "{}", String::from_utf8_lossy(&zero.stderr));
+}

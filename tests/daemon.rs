@@ -256,3 +256,121 @@ fn a_message_in_an_unsupported_language_is_forwarded_unanswered_counted_and_kept
     });
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
+
+/// Issue 11: with no alerts topic on the brokers, `run` used to start and then stall detection on
+/// its first alert. Now `check-config --connect` and `run` both stop at once with exit 64,
+/// naming the key and the topic; plain `check-config` (no broker contact) still accepts the file.
+#[test]
+fn a_configured_topic_missing_on_the_brokers_stops_run_and_check_config_connect_with_exit_64() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let topics = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC].map(String::from);
+    let broker = sentmon::ingest::embedded::EmbeddedBroker::start(PARTITIONS, &topics).unwrap();
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let sentmon = || std::process::Command::new(env!("CARGO_BIN_EXE_sentmon"));
+    let expected = format!("kafka.alerts_topic = \"{ALERTS_TOPIC}\": no such topic on {}", broker.bootstrap_servers());
+
+    run_ok(sentmon().arg("check-config").arg(&config));
+    let checked = sentmon().args(["check-config", "--connect"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let mut daemon = Daemon::start(&config, http_port, scratch.path());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < GENEROUS, "run did not stop; log:\n{}", daemon.log());
+        assert!(http_get(http_port, "/readyz").is_none_or(|(status, _)| status != 200), "ready without alerts topic");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(64), "{}", daemon.log());
+    assert!(daemon.log().contains(&expected), "{}", daemon.log());
+
+    // With the check off (brokers that create topics on first use) the same config starts.
+    edit_config(&config, "commit_interval_ms = 500", "commit_interval_ms = 500\nrequire_existing_topics = false");
+    run_ok(sentmon().args(["check-config", "--connect"]).arg(&config));
+}
+
+/// Issue 11: labelled counters whose label values are known exist at 0 before anything happens,
+/// so rules that take increase() of them (SentmonModelReloadFailed) see the first increment.
+#[test]
+fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let http_port = free_port();
+    let daemon = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), http_port, ""),
+        http_port,
+        scratch.path(),
+    );
+    daemon.wait_ready(GENEROUS);
+    let metrics = daemon.metrics();
+    for series in [
+        "sentmon_model_reloads_total{result=\"failure\"} 0",
+        "sentmon_model_reloads_total{result=\"success\"} 0",
+        "sentmon_messages_dead_lettered_total{reason=\"invalid_json\"} 0",
+        "sentmon_messages_dead_lettered_total{reason=\"not_utf8\"} 0",
+        "sentmon_messages_classified_total{sentiment=\"negative\",topic=\"Fed | Central Banks\"} 0",
+        "sentmon_messages_classified_total{sentiment=\"neutral\",topic=\"Fed | Central Banks\"} 0",
+    ] {
+        assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
+    }
+    let classified = metrics.lines().filter(|line| line.starts_with("sentmon_messages_classified_total{")).count();
+    assert_eq!(classified, 20 * 3, "every topic of the shipped model x every sentiment:\n{metrics}");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}
+
+/// Issue 11: after a rebalance the previous owner kept exporting its last lag for the partitions
+/// it lost, inflating the fleet's lag, the dashboard and the lag alert. Now each partition's lag
+/// series comes from its current owner only.
+#[test]
+fn after_a_rebalance_only_the_owner_exports_a_partitions_lag() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let lag_series = |daemon: &Daemon| -> BTreeSet<String> {
+        let metrics = daemon.metrics();
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("sentmon_consumer_lag_messages{"))
+            .map(|line| line.rsplit_once(' ').unwrap().0.to_owned())
+            .collect()
+    };
+    let first_port = free_port();
+    let first = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), first_port, ""),
+        first_port,
+        scratch.path(),
+    );
+    first.wait_ready(GENEROUS);
+    produce_all(broker.bootstrap_servers(), &headline_messages(200, "lag"));
+    first.wait_until("the only member to export every partition's lag", GENEROUS, |daemon| {
+        lag_series(daemon).len() == PARTITIONS as usize
+    });
+
+    let second_port = free_port();
+    let second = Daemon::start(
+        &write_config(scratch.path(), broker.bootstrap_servers(), second_port, ""),
+        second_port,
+        scratch.path(),
+    );
+    second.wait_ready(GENEROUS);
+    let split = || {
+        let (first_series, second_series) = (lag_series(&first), lag_series(&second));
+        !first_series.is_empty()
+            && !second_series.is_empty()
+            && first_series.is_disjoint(&second_series)
+            && first_series.len() + second_series.len() == PARTITIONS as usize
+    };
+    first.wait_until("the partitions' lag series to be split between the two members", GENEROUS, |_| split());
+    // Past another statistics report (every 5 s): a revoked partition does not come back.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(split(), "first: {:?}, second: {:?}", lag_series(&first), lag_series(&second));
+    assert!(first.terminate(Duration::from_secs(30)).success());
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}

@@ -364,7 +364,7 @@ impl SpikeDetector {
         // A transition needs a baseline (firing requires warm-up; resolving follows firing), so these are present.
         let baseline = detector.baseline.as_ref()?;
         let z_score = detector.last_z?;
-        let examples = view.examples.iter().take(self.config.examples).cloned().collect();
+        let examples = super::distinct_examples(&view.examples, self.config.examples);
         Some(AlertEvent {
             kind,
             topic: bucket.topic.clone(),

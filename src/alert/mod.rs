@@ -46,7 +46,8 @@ pub struct AlertEvent {
     /// `window_end_ms` in RFC 3339 (UTC, milliseconds).
     pub window_end: String,
     pub model_version: String,
-    /// The most negative messages of the view, most negative first.
+    /// The most negative messages of the view, most negative first, each text once (see
+    /// [`distinct_examples`]).
     pub examples: Vec<NegativeExample>,
     /// Event time of the transition: the end of the bucket whose close caused it.
     pub at_ms: i64,
@@ -97,6 +98,23 @@ fn format_rfc3339_ms(time_ms: i64) -> String {
         .unwrap_or_else(|| time_ms.to_string())
 }
 
+/// The first `limit` examples whose texts differ once normalised ([`crate::text::dedup_key`]: case,
+/// punctuation, spacing and links ignored), in the given order. Given most negative first, as views
+/// hold them, each repeated text keeps its most negative copy: a headline re-posted by several
+/// feeds is one example, not several slots of the alert.
+pub fn distinct_examples<'a>(
+    examples: impl IntoIterator<Item = &'a NegativeExample>,
+    limit: usize,
+) -> Vec<NegativeExample> {
+    let mut seen_texts = std::collections::HashSet::new();
+    examples
+        .into_iter()
+        .filter(|example| seen_texts.insert(crate::text::dedup_key(&example.text)))
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
 /// Lower bound of the Wilson score interval for a binomial proportion `successes / trials` at normal quantile `z`
 /// (1.96 for 95% two-sided). Unlike the normal approximation it stays within [0, 1] and is honest at small counts
 /// and at proportions near 0 or 1. No trials give 0: no evidence of any rate.
@@ -135,6 +153,37 @@ mod tests {
         assert_eq!(wilson_lower_bound(0, 0, 1.96), 0.0);
         // Without a margin the bound is the proportion itself.
         assert_eq!(wilson_lower_bound(3, 12, 0.0), 0.25);
+    }
+
+    /// Issue 11: the demo's alert listed "Fed's Bullard warns the economy is weakening as demand
+    /// slumps" twice.
+    #[test]
+    fn examples_are_deduplicated_by_normalised_text_keeping_the_most_negative() {
+        let example = |text: &str, negative_probability: f32| NegativeExample {
+            id: None,
+            text: text.to_owned(),
+            negative_probability,
+            event_time_ms: 0,
+        };
+        let most_negative_first = [
+            example("Fed's Bullard warns the economy is weakening as demand slumps", 0.98),
+            example("Bank shares slide on credit fears", 0.95),
+            example("FED'S BULLARD warns the economy is weakening,  as demand slumps! https://t.co/x", 0.93),
+            example("Fed's Bullard warns the economy is weakening as demand slumps", 0.90),
+            example("Yields jump as inflation surprises", 0.85),
+            example("Oil slumps on demand worries", 0.80),
+        ];
+        let kept = distinct_examples(&most_negative_first, 3);
+        let kept: Vec<(&str, f32)> =
+            kept.iter().map(|example| (example.text.as_str(), example.negative_probability)).collect();
+        assert_eq!(
+            kept,
+            [
+                ("Fed's Bullard warns the economy is weakening as demand slumps", 0.98),
+                ("Bank shares slide on credit fears", 0.95),
+                ("Yields jump as inflation surprises", 0.85),
+            ]
+        );
     }
 
     #[test]

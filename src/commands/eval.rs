@@ -11,7 +11,8 @@ use crate::model::{self, Classifier, SENTIMENT_LABELS};
 use crate::registry::gate::HeadScores;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    model::set_compute_threads(std::thread::available_parallelism().map_or(1, usize::from));
+    let threads = model::use_command_threads(args.threads);
+    eprintln!("scoring with {threads} libtorch thread(s)");
     let classifier = Classifier::load(&args.model)?;
     let corpus = super::load_corpus(&args.data)?;
     let has_label = |task: Task| corpus.examples.iter().any(|example| label_of(example, task).is_some());

@@ -18,8 +18,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// Trains and writes the bundle to `args.out`, recording `parent_version` (the model this one
 /// is meant to replace, for the registry's lineage). Progress and figures go to stderr.
 pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> anyhow::Result<ModelManifest> {
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    model::set_compute_threads(threads);
+    let threads = model::use_command_threads(args.threads);
     let language_gate = LanguageGate::new(&args.languages).context("invalid --languages")?;
     let corpus = super::load_corpus(&args.data)?;
     let fractions = super::split_fractions(&args.split);

@@ -45,10 +45,16 @@ pub struct IngestContext {
 
 impl ClientContext for IngestContext {
     /// librdkafka's statistics carry each partition's consumer lag from the fetcher's own
-    /// watermarks, so reporting lag costs no broker round trip.
+    /// watermarks, so reporting lag costs no broker round trip. Only partitions assigned here are
+    /// exported: librdkafka keeps reporting a revoked partition with its last figures, and a
+    /// stale series would add a lag that no replica has to the fleet's sum.
     fn stats(&self, statistics: Statistics) {
         for (topic_name, topic) in &statistics.topics {
             for (partition_id, partition) in &topic.partitions {
+                if !partition.desired {
+                    remove_lag_series(&self.shared.metrics, topic_name, *partition_id);
+                    continue;
+                }
                 // Partition -1 is librdkafka's internal "unassigned" bucket; lag -1 means unknown.
                 if *partition_id < 0 || partition.consumer_lag < 0 {
                     continue;
@@ -91,6 +97,8 @@ impl ConsumerContext for IngestContext {
         let mut offsets = self.shared.offsets.lock().expect("offset tracker lock");
         for (topic, partition) in &partitions {
             offsets.forget_partition(topic, *partition);
+            // Its new owner reports its lag from now on.
+            remove_lag_series(&self.shared.metrics, topic, *partition);
         }
         tracing::info!(partitions = partitions.len(), "partitions revoked");
     }
@@ -223,6 +231,12 @@ impl KafkaSource {
     pub fn unsubscribe(&self) {
         self.consumer.unsubscribe();
     }
+}
+
+/// Drops a partition's consumer-lag series, if this replica exports one.
+fn remove_lag_series(metrics: &Metrics, topic: &str, partition: i32) {
+    // Err means there was no such series: nothing to remove.
+    let _ = metrics.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
 }
 
 fn store_committable(consumer: &impl Consumer<IngestContext>, offsets: &Mutex<OffsetTracker>) {

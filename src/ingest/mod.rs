@@ -4,3 +4,4 @@ pub mod consumer;
 pub mod embedded;
 pub mod producer;
 pub mod replay;
+pub mod topics;

@@ -20,6 +20,21 @@ pub fn set_compute_threads(threads: usize) {
     tch::set_num_threads(threads.max(1) as i32);
 }
 
+/// libtorch threads that `eval` and `train` use unless `--threads` says otherwise: 1, the
+/// daemon's policy (one per inference worker) and the scheduled retrain's (`retrain.threads`).
+/// These commands often run beside a daemon or a build, and with more OpenMP threads than free
+/// cores inference collapsed by up to 1000x here (../shared/LIBTORCH.md): `eval` on every core
+/// took 10-24 s for 2,348 texts that `classify`, on one thread, does in half a second.
+pub const DEFAULT_COMMAND_THREADS: usize = 1;
+
+/// The thread policy of `eval` and `train`: `requested` (`--threads`), else
+/// [`DEFAULT_COMMAND_THREADS`]; sets it for this process and returns it.
+pub fn use_command_threads(requested: Option<usize>) -> usize {
+    let threads = requested.unwrap_or(DEFAULT_COMMAND_THREADS).max(1);
+    set_compute_threads(threads);
+    threads
+}
+
 /// Saves a freshly trained model as a bundle directory and returns its manifest.
 pub fn save_trained(trained: train::TrainedModel, directory: &std::path::Path) -> anyhow::Result<ModelManifest> {
     bundle::save_bundle(directory, &trained.variables, &trained.encoder, trained.manifest)

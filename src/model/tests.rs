@@ -283,3 +283,14 @@ fn gated_classification_answers_readable_texts_and_refuses_the_rest() {
     assert_eq!(gated[1].as_ref().unwrap_err().language, "zh");
     assert_eq!(gated[2].as_ref().unwrap_err().language, "de");
 }
+
+/// Issue 11: `eval` used every core for libtorch threads; `eval` and `train` now take the
+/// daemon's one thread unless `--threads` asks for more.
+#[test]
+fn commands_use_one_libtorch_thread_unless_told_otherwise() {
+    assert_eq!(super::use_command_threads(None), 1);
+    assert_eq!(tch::get_num_threads(), 1);
+    assert_eq!(super::use_command_threads(Some(3)), 3);
+    assert_eq!(tch::get_num_threads(), 3);
+    super::set_compute_threads(1);
+}

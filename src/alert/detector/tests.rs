@@ -379,7 +379,7 @@ fn a_spike_flowing_through_the_window_store_fires_for_its_topic_only() {
                     },
                     example: ExampleText {
                         id: Some(format!("{topic}-{event_time_ms}")),
-                        text: format!("{topic} {index}"),
+                        text: format!("{topic} {minute} {index}"),
                     },
                 };
                 assert_eq!(store.observe(&observation, event_time_ms), ObserveOutcome::Counted);
