@@ -10,8 +10,8 @@ Per task (topic, sentiment), using only the rows that carry that task's label:
   features  TF-IDF word 1-2-grams + TF-IDF char_wb 2-5-grams, both sublinear_tf, fitted on train
   model     LogisticRegression, C over C_GRID x class_weight {None, "balanced"}, each fitted on
             train and chosen by validation macro-F1
-  output    test accuracy and macro-F1 of the chosen model (scikit-learn's definitions, which
-            src/evaluation.rs follows), printed as one JSON object
+  output    test accuracy, macro-F1 and per-class F1 of the chosen model (scikit-learn's
+            definitions, which src/evaluation.rs follows), printed as one JSON object
 
 Run it in a scratch virtual environment, outside the project:
   python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install scikit-learn
@@ -105,8 +105,11 @@ def evaluate_task(splits: dict[str, list[dict]], task: str) -> dict:
 
     validation_f1, regularisation, class_weight, model = best
     test_predictions = model.predict(features.transform(test_texts))
+    class_names = sorted(set(test_labels) | set(train_labels))
+    per_class_f1 = f1_score(test_labels, test_predictions, labels=class_names, average=None, zero_division=0)
     return {
         "test_accuracy": accuracy_score(test_labels, test_predictions),
+        "test_per_class_f1": dict(zip(class_names, (float(f1) for f1 in per_class_f1))),
         "test_macro_f1": f1_score(test_labels, test_predictions, average="macro", zero_division=0),
         "validation_macro_f1": validation_f1,
         "C": regularisation,
