@@ -61,7 +61,7 @@ pub enum Command {
                       --data ../shared/data/en --out models/encoder --max-duration 30m\n  \
                       sentmon train --data ../shared/data/en --init-from models/encoder --out models/candidate"
     )]
-    Pretrain(PretrainArgs),
+    Pretrain(Box<PretrainArgs>),
     /// Score a model bundle on labelled data: accuracy, macro-F1, per-class figures, confusion matrix.
     Eval(EvalArgs),
     /// Classify texts (JSONL with a "text" field, or plain lines) and print one JSON line per input.
