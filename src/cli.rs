@@ -242,6 +242,20 @@ pub struct TrainArgs {
     /// the rest, 0 freezes it (only sensible with --glove), e.g. 0.1 fine-tunes it slowly.
     #[arg(long, default_value_t = 1.0)]
     pub embedding_lr_scale: f64,
+    /// Teacher logits to distil from (JSONL, optionally .gz, one
+    /// {"text": ..., "sentiment_logits": {"negative": 1.2, ...}} or "topic_logits" line per text,
+    /// as scripts/teacher.py label writes). Training-split texts learn to match them beside their
+    /// labels; texts that --data lacks join the training split as a transfer set when the
+    /// split's hash puts them there. Held-out texts never train.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub soft_targets: Vec<PathBuf>,
+    /// Weight of matching the teacher's logits against the labels' cross-entropy.
+    #[arg(long, default_value_t = 1.0)]
+    pub distill_weight: f64,
+    /// Transfer texts (teacher logits, no label) drawn afresh for each fine-tuning epoch [default:
+    /// all]; every labelled text trains in every epoch. Bounds the epoch time of a large transfer set.
+    #[arg(long, value_name = "N")]
+    pub transfer_per_epoch: Option<usize>,
     /// LSTM hidden size per direction.
     #[arg(long, default_value_t = 128)]
     pub hidden_size: i64,

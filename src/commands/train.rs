@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use crate::cli::TrainArgs;
 use crate::dataset::{self, LabelledText, Split};
 use crate::model::train::{TrainingExample, TrainingOptions, TrainingSet};
-use crate::model::{self, ModelManifest, SENTIMENT_LABELS, TaskReports};
+use crate::model::{self, ModelManifest, SENTIMENT_LABELS, TaskReports, distill};
 use crate::text::EncoderConfig;
 use crate::text::language::LanguageGate;
 
@@ -22,7 +22,16 @@ pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> 
     let language_gate = LanguageGate::new(&args.languages).context("invalid --languages")?;
     let corpus = super::load_corpus(&args.data)?;
     let fractions = super::split_fractions(&args.split);
-    let training_set = build_training_set(corpus.examples, fractions, corpus.digest, &corpus.files)?;
+    let mut training_set = build_training_set(corpus.examples, fractions, corpus.digest, &corpus.files)?;
+    if !args.soft_targets.is_empty() {
+        let targets = distill::read_soft_targets(&args.soft_targets, &training_set.topic_labels)?;
+        let attached = distill::attach_soft_targets(&mut training_set.train, targets, fractions);
+        eprintln!(
+            "teacher logits: {} training texts of --data, {} transfer texts added to training, {} held-out texts ignored",
+            attached.matched, attached.added, attached.held_out
+        );
+        training_set.soft_target_files = args.soft_targets.iter().map(|path| path.display().to_string()).collect();
+    }
     check_training_languages(&training_set, &language_gate)?;
     eprintln!(
         "training on {} texts ({} topic classes), validating on {}, testing on {}; {} threads",
@@ -36,7 +45,10 @@ pub(crate) fn train_bundle(args: &TrainArgs, parent_version: Option<String>) -> 
     if unlabelled > 0 {
         // Archive rows nobody labelled land here: their predictions are never labels.
         let use_note = if args.pretrain_epochs > 0 { "" } else { ", which is off (see --pretrain-epochs)" };
-        eprintln!("{unlabelled} training texts have no label: they serve only language-model pretraining{use_note}");
+        eprintln!(
+            "{unlabelled} training texts have neither a label nor teacher logits: they serve only language-model \
+             pretraining{use_note}"
+        );
     }
     let options = training_options(args);
     let mut trained = model::train::train(&training_set, &options)?;
@@ -78,6 +90,8 @@ fn training_options(args: &TrainArgs) -> TrainingOptions {
             ..EncoderConfig::default()
         },
         init_from: args.init_from.clone(),
+        distillation_weight: args.distill_weight,
+        transfer_per_epoch: args.transfer_per_epoch,
         seed: args.seed,
         show_progress: true,
     }
@@ -121,7 +135,7 @@ fn build_training_set(
                     .sentiment
                     .as_ref()
                     .and_then(|label| SENTIMENT_LABELS.iter().position(|known| known == label));
-                TrainingExample { text: example.text, topic, sentiment }
+                TrainingExample { text: example.text, topic, sentiment, teacher: None }
             })
             .collect()
     };
@@ -140,6 +154,7 @@ fn build_training_set(
         test,
         data_digest,
         data_files: files.iter().map(|path| path.display().to_string()).collect(),
+        soft_target_files: Vec::new(),
     })
 }
 
@@ -176,9 +191,13 @@ fn check_training_languages(training_set: &TrainingSet, gate: &LanguageGate) -> 
     Ok(())
 }
 
-/// Training-split texts with neither label: the pretraining reads them, fine-tuning skips them.
+/// Training-split texts with neither label nor teacher logits: the pretraining reads them, fine-tuning skips them.
 fn unlabelled_training_texts(training_set: &TrainingSet) -> usize {
-    training_set.train.iter().filter(|example| example.topic.is_none() && example.sentiment.is_none()).count()
+    training_set
+        .train
+        .iter()
+        .filter(|example| example.topic.is_none() && example.sentiment.is_none() && example.teacher.is_none())
+        .count()
 }
 
 fn print_reports(split_name: &str, reports: &TaskReports) {
@@ -206,12 +225,13 @@ mod tests {
             topic_labels: vec!["Macro".to_owned()],
             train: texts
                 .iter()
-                .map(|text| TrainingExample { text: text.to_string(), topic: Some(0), sentiment: None })
+                .map(|text| TrainingExample { text: text.to_string(), topic: Some(0), sentiment: None, teacher: None })
                 .collect(),
             validation: Vec::new(),
             test: Vec::new(),
             data_digest: String::new(),
             data_files: Vec::new(),
+            soft_target_files: Vec::new(),
         }
     }
 

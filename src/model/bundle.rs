@@ -74,6 +74,9 @@ pub struct TrainingSummary {
     /// SHA-256 over the training files' names and contents, as `dataset::load_labelled` computes it.
     pub data_digest: String,
     pub data_files: Vec<String>,
+    /// Teacher logits the student learned from (`train --soft-targets`), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soft_target_files: Vec<String>,
     pub rows: SplitRows,
     pub seed: u64,
     pub pretrain_epochs: usize,
@@ -106,6 +109,11 @@ pub struct SplitRows {
     pub train_topic: usize,
     pub train_sentiment: usize,
     pub train_unlabelled: usize,
+    /// Training texts with a teacher's topic (sentiment) logits, from `train --soft-targets`.
+    #[serde(default)]
+    pub train_teacher_topic: usize,
+    #[serde(default)]
+    pub train_teacher_sentiment: usize,
     pub validation_topic: usize,
     pub validation_sentiment: usize,
     pub test_topic: usize,

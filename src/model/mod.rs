@@ -4,6 +4,7 @@
 mod batch;
 pub mod bundle;
 mod classifier;
+pub mod distill;
 pub mod glove;
 mod network;
 pub mod pretrain;

@@ -1270,6 +1270,8 @@ mod tests {
             word_vector_vocab: 0,
             embedding_learning_rate_scale: 1.0,
             init_from,
+            distillation_weight: 1.0,
+            transfer_per_epoch: None,
             seed: 1,
             show_progress: false,
         }
@@ -1280,6 +1282,7 @@ mod tests {
             text: text.to_owned(),
             topic,
             sentiment,
+            teacher: None,
         };
         TrainingSet {
             topic_labels: vec!["Macro".to_owned(), "Energy".to_owned()],
@@ -1292,6 +1295,7 @@ mod tests {
             test: vec![example("oil stocks slide", Some(1), None)],
             data_digest: "test".to_owned(),
             data_files: Vec::new(),
+            soft_target_files: Vec::new(),
         }
     }
 

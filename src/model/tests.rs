@@ -91,6 +91,7 @@ fn tiny_manifest(architecture: Architecture) -> ModelManifest {
     let training = TrainingSummary {
         data_digest: "test".to_string(),
         data_files: Vec::new(),
+        soft_target_files: Vec::new(),
         rows: SplitRows::default(),
         seed: 0,
         pretrain_epochs: 0,

@@ -20,6 +20,7 @@ use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
+use super::distill::{TeacherLogits, logit_matching_loss};
 use super::glove::WordVectors;
 use super::network::{Architecture, EMBEDDING_PARAMETER_GROUP, Network, bag_width, sequence_width};
 use super::pretrain::{EncoderArtefact, LanguageModelTrainer};
@@ -77,6 +78,15 @@ pub struct TrainingOptions {
     /// An encoder artefact from `sentmon pretrain`: its vocabulary replaces the one built from
     /// the training texts, and its embedding and LSTM weights are the starting point.
     pub init_from: Option<PathBuf>,
+    /// Weight of the distillation loss (matching the teacher's logits, see `distill`) against
+    /// the hard labels' cross-entropy; only texts with teacher logits have one.
+    #[serde(default = "full_learning_rate_scale")]
+    pub distillation_weight: f64,
+    /// How many of the texts that only a teacher labelled (the transfer set) each fine-tuning
+    /// epoch draws, afresh every epoch; None: all of them. Every hand-labelled text trains in
+    /// every epoch. Bounds an epoch's time when the transfer set dwarfs the labelled data.
+    #[serde(default)]
+    pub transfer_per_epoch: Option<usize>,
     pub seed: u64,
     pub show_progress: bool,
 }
@@ -86,6 +96,8 @@ pub struct TrainingExample {
     pub text: String,
     pub topic: Option<usize>,
     pub sentiment: Option<usize>,
+    /// A teacher's logits (`train --soft-targets`); training-split examples only.
+    pub teacher: Option<TeacherLogits>,
 }
 
 pub struct TrainingSet {
@@ -95,6 +107,8 @@ pub struct TrainingSet {
     pub test: Vec<TrainingExample>,
     pub data_digest: String,
     pub data_files: Vec<String>,
+    /// The soft-target files whose logits the training examples carry, for the manifest.
+    pub soft_target_files: Vec<String>,
 }
 
 pub struct TrainedModel {
@@ -103,10 +117,11 @@ pub struct TrainedModel {
     pub manifest: ModelManifest,
 }
 
-struct EncodedExample {
+struct EncodedExample<'a> {
     encoded: EncodedText,
     topic: Option<usize>,
     sentiment: Option<usize>,
+    teacher: Option<&'a TeacherLogits>,
 }
 
 pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::Result<TrainedModel> {
@@ -149,19 +164,9 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     } else {
         TextEncoder::build(options.encoder.clone(), training_texts)
     };
-    let encode_all = |examples: &[TrainingExample]| -> Vec<EncodedExample> {
-        examples
-            .iter()
-            .map(|example| EncodedExample {
-                encoded: encoder.encode(&example.text),
-                topic: example.topic,
-                sentiment: example.sentiment,
-            })
-            .collect()
-    };
-    let train_examples = encode_all(&training_set.train);
-    let validation_examples = encode_all(&training_set.validation);
-    let test_examples = encode_all(&training_set.test);
+    let train_examples = encode_all(&encoder, &training_set.train);
+    let validation_examples = encode_all(&encoder, &training_set.validation);
+    let test_examples = encode_all(&encoder, &training_set.test);
     let rows = split_rows(&train_examples, &validation_examples, &test_examples);
     ensure!(rows.train_sentiment > 0, "no sentiment labels in the training split: a bundle needs both heads");
 
@@ -216,9 +221,18 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let mut optimizer =
         nn::AdamW { wd: options.weight_decay, ..Default::default() }.build(&variables, options.learning_rate)?;
     set_learning_rate(&mut optimizer, options.learning_rate, options);
-    let labelled: Vec<usize> = (0..train_examples.len())
-        .filter(|&index| train_examples[index].topic.is_some() || train_examples[index].sentiment.is_some())
-        .collect();
+    ensure!(
+        options.distillation_weight.is_finite() && options.distillation_weight >= 0.0,
+        "--distill-weight is {} but must be a number >= 0",
+        options.distillation_weight
+    );
+    let (labelled, transfer): (Vec<usize>, Vec<usize>) = (0..train_examples.len())
+        .filter(|&index| {
+            let example = &train_examples[index];
+            example.topic.is_some() || example.sentiment.is_some() || example.teacher.is_some()
+        })
+        .partition(|&index| train_examples[index].topic.is_some() || train_examples[index].sentiment.is_some());
+    let mut transfer_order = transfer;
 
     let mut best = BestEpoch { score: f64::NEG_INFINITY, epoch: 0, weights: Vec::new() };
     let mut learning_rate = options.learning_rate;
@@ -227,12 +241,22 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     for epoch in 1..=options.epochs {
         epochs_run = epoch;
         let mut order = labelled.clone();
+        transfer_order.shuffle(&mut shuffle_rng);
+        let transfer_drawn = options.transfer_per_epoch.unwrap_or(transfer_order.len()).min(transfer_order.len());
+        order.extend_from_slice(&transfer_order[..transfer_drawn]);
         order.shuffle(&mut shuffle_rng);
         let progress = epoch_progress_bar(options, order.len(), &format!("epoch {epoch}/{}", options.epochs));
         let mut running_loss = RunningMean::default();
         for chunk in order.chunks(options.batch_size) {
             let batch_examples: Vec<&EncodedExample> = chunk.iter().map(|&index| &train_examples[index]).collect();
-            let loss = multi_task_loss(&network, &auxiliary_heads, &batch_examples, &topic_weights, &sentiment_weights);
+            let loss = multi_task_loss(
+                &network,
+                &auxiliary_heads,
+                &batch_examples,
+                &topic_weights,
+                &sentiment_weights,
+                options.distillation_weight,
+            );
             optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
             running_loss.add(loss.double_value(&[]), chunk.len());
             progress.inc(chunk.len() as u64);
@@ -283,6 +307,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let training = TrainingSummary {
         data_digest: training_set.data_digest.clone(),
         data_files: training_set.data_files.clone(),
+        soft_target_files: training_set.soft_target_files.clone(),
         rows,
         seed: options.seed,
         pretrain_epochs: options.pretrain_epochs,
@@ -296,6 +321,18 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let mut manifest = ModelManifest::new(architecture, training_set.topic_labels.clone(), training, validation, test);
     manifest.sentiment_logit_bias = sentiment_logit_bias;
     Ok(TrainedModel { variables, encoder, manifest })
+}
+
+fn encode_all<'a>(encoder: &TextEncoder, examples: &'a [TrainingExample]) -> Vec<EncodedExample<'a>> {
+    examples
+        .iter()
+        .map(|example| EncodedExample {
+            encoded: encoder.encode(&example.text),
+            topic: example.topic,
+            sentiment: example.sentiment,
+            teacher: example.teacher.as_ref(),
+        })
+        .collect()
 }
 
 /// Sets the fine-tuning learning rate, scaled down for the token embedding's parameter group.
@@ -383,13 +420,15 @@ impl AuxiliaryHeads {
 
 /// Each head's class-weighted cross-entropy over the rows that carry its label, weighted by
 /// the share of the batch those rows are, so the loss scale does not depend on the task mix;
-/// plus the auxiliary heads' losses.
+/// plus the auxiliary heads' losses; plus, times `distillation_weight`, each head's match to
+/// the teacher's logits over the rows that have them, weighted the same way.
 fn multi_task_loss(
     network: &Network,
     auxiliary_heads: &AuxiliaryHeads,
     batch_examples: &[&EncodedExample],
     topic_weights: &Tensor,
     sentiment_weights: &Tensor,
+    distillation_weight: f64,
 ) -> Tensor {
     let encoded: Vec<&EncodedText> = batch_examples.iter().map(|example| &example.encoded).collect();
     let batch = TensorBatch::new(&encoded);
@@ -422,6 +461,18 @@ fn multi_task_loss(
         .enumerate()
         .filter_map(|(row, example)| example.sentiment.map(|class| (row, class)))
         .collect();
+    let teacher_rows = |head: fn(&TeacherLogits) -> Option<&[f32]>| -> Vec<(usize, &[f32])> {
+        batch_examples
+            .iter()
+            .enumerate()
+            .filter_map(|(row, example)| example.teacher.and_then(head).map(|logits| (row, logits)))
+            .collect()
+    };
+    let teacher_topic = teacher_rows(|teacher| teacher.topic.as_deref());
+    let teacher_sentiment = teacher_rows(|teacher| teacher.sentiment.as_deref());
+    let distillation = |head_logits: &Tensor, rows: &[(usize, &[f32])]| {
+        logit_matching_loss(head_logits, rows).map(|loss| loss * (distillation_weight * rows.len() as f64 / batch_size))
+    };
     let (sequence_topic, sequence_sentiment) = &auxiliary_heads.sequence;
     let (bag_topic, bag_sentiment) = &auxiliary_heads.bag;
     let auxiliary = |loss: Tensor| loss * AUXILIARY_LOSS_WEIGHT;
@@ -432,6 +483,8 @@ fn multi_task_loss(
         head_loss(&sequence_sentiment.forward(&pooled.sequence), &sentiment_labels, sentiment_weights).map(auxiliary),
         head_loss(&bag_topic.forward(&pooled.bag), &topic_labels, topic_weights).map(auxiliary),
         head_loss(&bag_sentiment.forward(&pooled.bag), &sentiment_labels, sentiment_weights).map(auxiliary),
+        distillation(&logits.topic, &teacher_topic),
+        distillation(&logits.sentiment, &teacher_sentiment),
     ]
     .into_iter()
     .flatten()
@@ -554,6 +607,10 @@ fn split_rows(train: &[EncodedExample], validation: &[EncodedExample], test: &[E
         train_topic: count(train, |example| example.topic.is_some()),
         train_sentiment: count(train, |example| example.sentiment.is_some()),
         train_unlabelled: count(train, |example| example.topic.is_none() && example.sentiment.is_none()),
+        train_teacher_topic: count(train, |example| example.teacher.is_some_and(|teacher| teacher.topic.is_some())),
+        train_teacher_sentiment: count(train, |example| {
+            example.teacher.is_some_and(|teacher| teacher.sentiment.is_some())
+        }),
         validation_topic: count(validation, |example| example.topic.is_some()),
         validation_sentiment: count(validation, |example| example.sentiment.is_some()),
         test_topic: count(test, |example| example.topic.is_some()),
