@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{Classifier, GatedPrediction};
+use crate::locks;
 
 /// Something that carries a text to classify.
 pub trait HasText {
@@ -116,7 +117,7 @@ pub struct ModelSwitch {
 impl ModelSwitch {
     /// The model new batches are classified with (or will be, once each worker takes it).
     pub fn current(&self) -> Arc<ModelIdentity> {
-        Arc::clone(&self.current.read().expect("model identity lock"))
+        Arc::clone(&locks::read(&self.current))
     }
 
     /// How many model copies a swap needs: one per worker.
@@ -128,7 +129,7 @@ impl ModelSwitch {
     /// every worker has stopped.
     pub fn install(&self, model: LoadedModel) -> anyhow::Result<()> {
         anyhow::ensure!(model.classifiers.len() == self.swaps.len(), "one model copy per worker is needed");
-        *self.current.write().expect("model identity lock") = Arc::clone(&model.identity);
+        *locks::write(&self.current) = Arc::clone(&model.identity);
         let mut delivered = 0;
         for (swap, classifier) in self.swaps.iter().zip(model.classifiers) {
             if swap.send((classifier, Arc::clone(&model.identity))).is_ok() {
@@ -199,7 +200,7 @@ fn run_worker<T: HasText>(
     super::set_compute_threads(1);
     loop {
         // The lock is held only while waiting for the next job; workers take turns.
-        let job = job_receiver.lock().expect("job queue lock").blocking_recv();
+        let job = locks::lock(job_receiver).blocking_recv();
         let Some(items) = job else {
             return;
         };
