@@ -28,9 +28,9 @@ use crate::ingest::consumer::{ConsumerShared, KafkaSource};
 use crate::ingest::producer::KafkaSink;
 use crate::ingest::topics;
 use crate::metrics::Metrics;
-use crate::model::worker::{ClassifiedBatch, HasText, InferencePool, LoadedModel, ModelSwitch};
+use crate::model::worker::{ClassifiedBatch, HasText, InferenceFailure, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
-use crate::pipeline::decode::{self, DeadLetter, DecodedMessage, InputMessage};
+use crate::pipeline::decode::{self, DeadLetter, DeadLetterReason, DecodedMessage, InputMessage};
 use crate::pipeline::offsets::OffsetTracker;
 use crate::pipeline::record::{self, Classification};
 use crate::supervise::{Stage, StageExit, StageFailure, Stages};
@@ -155,6 +155,7 @@ pub async fn run(
         loaded,
         INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
         results_sender,
+        faults.inference_panic,
     )?;
     let model_switch = pool.switch();
     let model = model_switch.current();
@@ -499,7 +500,14 @@ async fn emit_batches(
     while let Some(batch) = results.recv().await {
         shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
         let model = Arc::clone(&batch.model);
-        for (pending, prediction) in batch.items.into_iter().zip(batch.predictions) {
+        let predictions = match batch.predictions {
+            Ok(predictions) => predictions,
+            Err(failure) => {
+                dead_letter_failed_batch(&shared, &mut sends, batch.items, &failure, &model.version).await;
+                continue;
+            }
+        };
+        for (pending, prediction) in batch.items.into_iter().zip(predictions) {
             reap_finished(&mut sends);
             let permit = acquire_record_slot(&shared).await;
             let task_shared = Arc::clone(&shared);
@@ -545,6 +553,36 @@ async fn emit_batches(
     }
     join_all(&mut sends).await;
     Ok(())
+}
+
+/// The model failed on this batch: each of its messages goes to the dead-letter topic as
+/// `inference_failed`, with its original bytes so it can be replayed once the model is fixed, and
+/// its offset then completes, so the partition moves on and the process keeps serving.
+async fn dead_letter_failed_batch(
+    shared: &Arc<Shared>,
+    sends: &mut JoinSet<()>,
+    items: Vec<PendingMessage>,
+    failure: &InferenceFailure,
+    model_version: &str,
+) {
+    tracing::error!(
+        model_version,
+        messages = items.len(),
+        cause = %failure.cause,
+        "inference failed on a batch; its messages go to the dead-letter topic"
+    );
+    let detail = format!("model {model_version}: {}", failure.cause);
+    let dead_letter = Arc::new(DeadLetter::new(DeadLetterReason::InferenceFailed, detail));
+    for pending in items {
+        reap_finished(sends);
+        let permit = acquire_record_slot(shared).await;
+        let task_shared = Arc::clone(shared);
+        let dead_letter = Arc::clone(&dead_letter);
+        sends.spawn(async move {
+            send_dead_letter(&task_shared, &pending.message, &dead_letter).await;
+            drop(permit);
+        });
+    }
 }
 
 async fn count_in_windows(

@@ -6,6 +6,9 @@
 //!
 //! - `stage_panic:STAGE:FILE`: the named stage's task (`consume`, `batch`, `emit`, `aggregate`,
 //!   ...; see [`Stage`]) panics once FILE exists, so the test chooses the moment.
+//! - `inference_panic:MARKER`: the forward pass panics on every batch holding a text that
+//!   contains MARKER, as a libtorch error would (tch reports those as panics); other batches
+//!   classify normally. A model that fails on some inputs, without a broken bundle.
 
 use std::path::PathBuf;
 
@@ -19,6 +22,22 @@ pub const ENV_VAR: &str = "SENTMON_TEST_FAULT";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     pub stage_panic: Option<StagePanicFault>,
+    pub inference_panic: Option<InferencePanicFault>,
+}
+
+/// See the module docs: `inference_panic:MARKER`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InferencePanicFault {
+    pub marker: String,
+}
+
+impl InferencePanicFault {
+    /// Panics when one of `texts` contains the marker; called where the forward pass starts.
+    pub fn check<'a>(&self, mut texts: impl Iterator<Item = &'a str>) {
+        if texts.any(|text| text.contains(&self.marker)) {
+            panic!("injected fault (SENTMON_TEST_FAULT): the forward pass fails on this batch");
+        }
+    }
 }
 
 impl Faults {
@@ -38,9 +57,15 @@ impl Faults {
                 let stage = Stage::parse(stage)
                     .with_context(|| format!("unknown stage {stage:?}; stages are {}", stage_names()))?;
                 anyhow::ensure!(!trigger.is_empty(), "stage_panic needs a trigger file: stage_panic:STAGE:FILE");
-                Ok(Faults { stage_panic: Some(StagePanicFault { stage, trigger: PathBuf::from(trigger) }) })
+                let stage_panic = Some(StagePanicFault { stage, trigger: PathBuf::from(trigger) });
+                Ok(Faults { stage_panic, ..Faults::default() })
             }
-            _ => anyhow::bail!("expected stage_panic:STAGE:FILE"),
+            Some(("inference_panic", marker)) => {
+                anyhow::ensure!(!marker.is_empty(), "inference_panic needs a marker: inference_panic:MARKER");
+                let inference_panic = Some(InferencePanicFault { marker: marker.to_owned() });
+                Ok(Faults { inference_panic, ..Faults::default() })
+            }
+            _ => anyhow::bail!("expected stage_panic:STAGE:FILE or inference_panic:MARKER"),
         }
     }
 }
@@ -58,5 +83,14 @@ mod tests {
         assert!(unknown.contains("unknown stage \"windows\"") && unknown.contains("aggregate"), "{unknown}");
         assert!(Faults::parse("stage_panic:emit:").is_err());
         assert!(Faults::parse("explode").is_err());
+    }
+
+    #[test]
+    fn an_inference_panic_fires_only_on_batches_holding_its_marker() {
+        let fault = Faults::parse("inference_panic:POISON").unwrap().inference_panic.unwrap();
+        fault.check(["Fed holds rates", "Oil climbs"].into_iter());
+        let fired = std::panic::catch_unwind(|| fault.check(["Fed holds rates", "a POISON pill"].into_iter()));
+        assert!(fired.is_err());
+        assert!(Faults::parse("inference_panic:").is_err());
     }
 }

@@ -97,3 +97,76 @@ fn a_stage_that_panics_fails_healthz_naming_it_commits_what_is_done_and_exits_70
     let committed: i64 = committed_offsets(broker.bootstrap_servers(), GROUP_ID, INPUT_TOPIC).values().sum();
     assert_eq!(committed, messages.len() as i64, "committed next offsets over the partitions; log:\n{log}");
 }
+
+#[test]
+fn a_forward_pass_that_fails_dead_letters_its_batch_advances_the_offsets_and_keeps_serving() {
+    const MARKER: &str = "POISONPILL";
+    let _serial = serial();
+    let broker = start_broker();
+    let brokers = broker.bootstrap_servers();
+    let scratch = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(scratch.path(), brokers, port, "");
+    let fault = format!("inference_panic:{MARKER}");
+    let mut daemon = Daemon::start_with_env(&config, port, scratch.path(), &[("SENTMON_TEST_FAULT", &fault)]);
+    daemon.wait_ready(GENEROUS);
+    let dead_letter_series = "sentmon_messages_dead_lettered_total{reason=\"inference_failed\"}";
+    assert!(
+        daemon.metrics().contains(&format!("{dead_letter_series} 0\n")),
+        "the reason's series is not at 0 before the first"
+    );
+
+    // Every 10th message makes the forward pass of whatever batch it lands in fail.
+    let mut messages = headline_messages(60, "mixed");
+    let poisoned: Vec<String> = messages.iter().step_by(10).map(|(id, _)| id.clone()).collect();
+    for (id, payload) in messages.iter_mut().step_by(10) {
+        *payload =
+            serde_json::json!({"id": id, "text": format!("Markets wobble {MARKER} {id}")}).to_string().into_bytes();
+    }
+    produce_all(brokers, &messages);
+    let mut seen = std::collections::BTreeSet::new();
+    let records = read_topics_until(brokers, &[OUTPUT_TOPIC, DEAD_LETTER_TOPIC], GENEROUS, SETTLE, |records| {
+        if let Some(record) = records.last() {
+            seen.insert(record.key.clone());
+        }
+        seen.len() >= messages.len()
+    });
+    let log = daemon.log();
+    let ids: std::collections::BTreeSet<&str> = records.iter().filter_map(|record| record.key.as_deref()).collect();
+    assert_eq!(ids.len(), messages.len(), "every message reaches the output or the dead-letter topic; log:\n{log}");
+    let dead_letters: Vec<&ConsumedRecord> =
+        records.iter().filter(|record| record.topic == DEAD_LETTER_TOPIC).collect();
+    for record in &dead_letters {
+        assert_eq!(record.headers.get("sentmon-reason").map(String::as_str), Some("inference_failed"));
+        let detail = &record.headers["sentmon-detail"];
+        assert!(detail.contains("injected fault"), "detail {detail:?}");
+    }
+    let dead_lettered: std::collections::BTreeSet<&str> =
+        dead_letters.iter().map(|record| record.key.as_deref().unwrap()).collect();
+    for id in &poisoned {
+        assert!(dead_lettered.contains(id.as_str()), "{id} was not dead-lettered; log:\n{log}");
+    }
+    assert!(
+        records
+            .iter()
+            .filter(|record| record.topic == OUTPUT_TOPIC)
+            .all(|record| !json(record)["text"].as_str().unwrap().contains(MARKER)),
+        "a poisoned message was classified"
+    );
+    daemon.wait_for_series(dead_letter_series, dead_letters.len() as f64, GENEROUS);
+    assert!(log.contains("inference failed on a batch"), "no error line for the failed batch; log:\n{log}");
+
+    // Offsets of the failed batches complete like any other: the partitions are not pinned.
+    wait_for("every input offset committed", GENEROUS, || {
+        committed_offsets(brokers, GROUP_ID, INPUT_TOPIC).values().sum::<i64>() == messages.len() as i64
+    });
+
+    // And the same workers keep classifying.
+    let enriched_series = "sentmon_records_produced_total{output=\"enriched\"}";
+    let enriched_before = metric_value(&daemon.metrics(), enriched_series);
+    produce_all(brokers, &headline_messages(20, "after"));
+    daemon.wait_for_series(enriched_series, enriched_before + 20.0, GENEROUS);
+    assert!(daemon.is_running(), "the daemon exited; log:\n{}", daemon.log());
+    assert_eq!(http_get(port, "/healthz"), Some((200, "ok\n".to_owned())));
+    assert_eq!(daemon.metric_sum("sentmon_stage_failures_total"), 0.0);
+}
