@@ -200,7 +200,9 @@ pub async fn run(
     });
     tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
 
-    let stop_polling = shutdown.child_token();
+    // Not a child of `shutdown`: the consumer must stop only after the supervisor has seen the
+    // signal, or its clean return could race the signal and read as a stage failure.
+    let stop_polling = CancellationToken::new();
     let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
     let aggregate_stop = CancellationToken::new();
     let (alert_sender, alert_queue) = mpsc::unbounded_channel();
@@ -227,6 +229,7 @@ pub async fn run(
 
     // Until shutdown no stage ends on its own, so the first exit is a failure.
     let mut failure = tokio::select! {
+        biased;
         () = shutdown.cancelled() => None,
         exit = stages.next_exit() => Some(exit.unexpected()),
     };
