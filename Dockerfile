@@ -53,10 +53,14 @@ COPY config/sentmon.example.toml /etc/sentmon/sentmon.toml
 
 WORKDIR /opt/sentmon
 # In a container the metrics port must be reachable from outside it (the example config's
-# loopback default suits a host install); the model is the one shipped in the image.
+# loopback default suits a host install). No model path here: an environment variable beats the
+# config file, so one set in the image would hide a deployment's registry (the Kubernetes pods
+# once served this baked-in bundle for ever). The example config's relative `models/default`
+# resolves against WORKDIR to the bundle above; Kubernetes seeds its registry from it
+# (`sentmon models add /opt/sentmon/models/default ... --promote --if-absent`).
+# tests/operations.rs applies this ENV to every shipped config and checks the model each serves.
 ENV PATH=/opt/sentmon/bin:$PATH \
     SENTMON__HTTP__LISTEN=0.0.0.0:9898 \
-    SENTMON__MODEL__PATH=/opt/sentmon/models/default \
     SENTMON__LOG__FORMAT=json
 USER 10001:10001
 EXPOSE 9898

@@ -2,6 +2,9 @@
 //! (record acknowledged, counted in the windows, offset released) -> windows -> detector ->
 //! alerts; plus HTTP, and the bounded drain on shutdown.
 //!
+//! Every long-lived task is a supervised stage (`crate::supervise`): the first to exit before
+//! shutdown fails the process, which then drains the same way and exits 70.
+//!
 //! Shutdown order (STYLE.md): not ready -> stop polling -> flush the batcher -> finish
 //! inference -> emit and wait for acknowledgements -> store offsets and commit synchronously
 //! -> leave the group. `/metrics` stays up until the end.
@@ -19,19 +22,21 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{AlertEvent, AlertKind, SpikeDetector};
 use crate::archive::{self, ArchiveRecord, ArchiveSink};
 use crate::config::Config;
+use crate::faults::Faults;
 use crate::http::{self, Readiness};
 use crate::ingest::consumer::{ConsumerShared, KafkaSource};
 use crate::ingest::producer::KafkaSink;
 use crate::ingest::topics;
 use crate::metrics::Metrics;
-use crate::model::worker::{ClassifiedBatch, HasText, InferencePool, LoadedModel, ModelSwitch};
+use crate::model::worker::{ClassifiedBatch, HasText, InferenceFailure, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
-use crate::pipeline::decode::{self, DecodedMessage, InputMessage};
+use crate::pipeline::decode::{self, DeadLetter, DeadLetterReason, DecodedMessage, InputMessage};
 use crate::pipeline::offsets::OffsetTracker;
 use crate::pipeline::record::{self, Classification};
+use crate::supervise::{Stage, StageExit, StageFailure, Stages};
 use crate::text::language::UnsupportedLanguage;
 use crate::window::{ObserveOutcome, WindowStore};
-use crate::{registry, reload, schedule};
+use crate::{locks, registry, reload, schedule};
 
 /// Batches waiting for a model worker. Small: more only adds latency; one per worker plus one
 /// keeps every worker busy while the next batch is cut.
@@ -109,25 +114,32 @@ struct Shared {
     abandon: CancellationToken,
 }
 
-/// Runs the daemon until `shutdown` is cancelled, then drains within `config.shutdown.grace`.
+/// Runs the daemon until `shutdown` is cancelled or a stage fails, then drains within
+/// `config.shutdown.grace`. A stage failure is returned as a [`StageFailure`] error (exit
+/// [`crate::supervise::EXIT_CODE_STAGE_FAILED`]).
 pub async fn run(
     config: Config,
     http_listener: TcpListener,
     shutdown: CancellationToken,
     observers: Observers,
 ) -> anyhow::Result<()> {
+    let faults = Faults::from_env()?;
     check_topics_exist(&config).await?;
     let metrics = Arc::new(Metrics::new().context("failed to register metrics")?);
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
+    let mut stages = Stages::new(faults.stage_panic);
     let http_stop = CancellationToken::new();
-    let http_task =
-        {
-            let stop = http_stop.clone();
-            let serve = http::serve(http_listener, Arc::clone(&metrics), Arc::clone(&readiness), async move {
-                stop.cancelled().await
-            });
-            tokio::spawn(serve)
-        };
+    {
+        let stop = http_stop.clone();
+        let serve =
+            http::serve(
+                http_listener,
+                Arc::clone(&metrics),
+                Arc::clone(&readiness),
+                async move { stop.cancelled().await },
+            );
+        stages.spawn(Stage::Http, async move { serve.await.context("the HTTP server failed") });
+    }
 
     let (results_sender, results) = mpsc::channel(INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1));
     let model_path = config.model.path.clone();
@@ -143,6 +155,7 @@ pub async fn run(
         loaded,
         INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
         results_sender,
+        faults.inference_panic,
     )?;
     let model_switch = pool.switch();
     let model = model_switch.current();
@@ -187,62 +200,75 @@ pub async fn run(
     });
     tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
 
-    let stop_polling = shutdown.child_token();
+    // Not a child of `shutdown`: the consumer must stop only after the supervisor has seen the
+    // signal, or its clean return could race the signal and read as a stage failure.
+    let stop_polling = CancellationToken::new();
     let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
-    let consume_task = tokio::spawn(consume(Arc::clone(&shared), decoded_sender, stop_polling.clone()));
-    let batch_task = tokio::spawn(cut_batches(Arc::clone(&shared), decoded, pool));
-    let emit_task = tokio::spawn(emit_batches(Arc::clone(&shared), results));
     let aggregate_stop = CancellationToken::new();
     let (alert_sender, alert_queue) = mpsc::unbounded_channel();
-    let alert_task = tokio::spawn(publish_alerts(Arc::clone(&shared), alert_queue));
-    let aggregate_task = tokio::spawn(aggregate(Arc::clone(&shared), aggregate_stop.clone(), alert_sender.clone()));
-    let broker_check_task = tokio::spawn(check_broker(Arc::clone(&shared), aggregate_stop.clone()));
-    let reload_task = tokio::spawn(reload::watch(
+    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), decoded_sender, stop_polling.clone()));
+    stages.spawn(Stage::Batch, cut_batches(Arc::clone(&shared), decoded, pool));
+    stages.spawn(Stage::Emit, emit_batches(Arc::clone(&shared), results));
+    stages.spawn(Stage::AlertPublish, publish_alerts(Arc::clone(&shared), alert_queue));
+    stages.spawn(Stage::Aggregate, aggregate(Arc::clone(&shared), aggregate_stop.clone(), alert_sender.clone()));
+    stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), aggregate_stop.clone()));
+    let reload = reload::watch(
         shared.config.model.path.clone(),
         shared.model.clone(),
         Arc::clone(&shared.metrics),
         shared.config.model.watch_interval(),
         aggregate_stop.clone(),
-    ));
-    let retrain_task = schedule::start_retrains(&shared.config, aggregate_stop.clone());
+    );
+    stages.spawn(Stage::Reload, async move {
+        reload.await;
+        Ok(())
+    });
+    if let Some(retrain) = schedule::retrains(&shared.config, aggregate_stop.clone()) {
+        stages.spawn(Stage::Retrain, retrain);
+    }
 
-    shutdown.cancelled().await;
-    tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "shutting down: draining");
+    // Until shutdown no stage ends on its own, so the first exit is a failure.
+    let mut failure = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        exit = stages.next_exit() => Some(exit.unexpected()),
+    };
+    match &failure {
+        Some(stage_failure) => {
+            report_stage_failure(&shared, stage_failure);
+            tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "stage failed: draining, then exiting");
+        }
+        None => tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "shutting down: draining"),
+    }
     shared.readiness.set_draining();
+    stop_polling.cancel();
     let drain = async {
-        let mut dead_letters = consume_task.await.context("consumer task failed")?;
-        batch_task.await.context("batcher task failed")??;
-        emit_task.await.context("emit task failed")?;
+        // The consumer stops polling and flushes into the batcher, which flushes into the
+        // workers, whose results emit sends: each ends when the one before it has.
+        let exits = stages.wait_for(&[Stage::Consume, Stage::Batch, Stage::Emit]).await;
+        note_exits(&shared, &mut failure, exits);
         // Every acknowledged record is queued by now; a drain that runs out of time before this
         // leaves the open file to be recovered at the next start.
         if let Some(archive_thread) = archive_thread {
             archive_thread.close().await;
         }
-        while dead_letters.join_next().await.is_some() {}
-        anyhow::Ok(())
     };
-    match tokio::time::timeout(shared.config.shutdown.grace(), drain).await {
-        Ok(result) => result?,
-        Err(_) => {
-            tracing::warn!(
-                "drain did not finish within the grace period; committing what is done, the rest is re-read on restart"
-            );
-            shared.abandon.cancel();
-        }
+    if tokio::time::timeout(shared.config.shutdown.grace(), drain).await.is_err() {
+        tracing::warn!(
+            "drain did not finish within the grace period; committing what is done, the rest is re-read on restart"
+        );
+        shared.abandon.cancel();
     }
     aggregate_stop.cancel();
-    let _ = aggregate_task.await;
-    let _ = broker_check_task.await;
-    let _ = reload_task.await;
-    if let Some(retrain_task) = retrain_task {
-        let _ = retrain_task.await;
-    }
+    let exits = stages.wait_for(&[Stage::Aggregate, Stage::BrokerCheck, Stage::Reload, Stage::Retrain]).await;
+    note_exits(&shared, &mut failure, exits);
     // Close the last full windows so their alerts are not lost with the process.
     evaluate_windows(&shared, now_ms(), &alert_sender);
     // The queue closes once its last sender is gone; the publisher then sends what is queued.
     drop(alert_sender);
-    if tokio::time::timeout(ALERT_PUBLISH_TIMEOUT, alert_task).await.is_err() {
-        tracing::warn!("alert events still unpublished at exit; they are in the log above");
+    match tokio::time::timeout(ALERT_PUBLISH_TIMEOUT, stages.wait_for(&[Stage::AlertPublish])).await {
+        Ok(exits) => note_exits(&shared, &mut failure, exits),
+        Err(_) => tracing::warn!("alert events still unpublished at exit; they are in the log above"),
     }
     let flush_shared = Arc::clone(&shared);
     tokio::task::spawn_blocking(move || {
@@ -256,17 +282,38 @@ pub async fn run(
     .context("final commit failed")?;
     tracing::info!("drained: offsets committed");
     http_stop.cancel();
-    let _ = http_task.await;
-    Ok(())
+    let exits = stages.wait_for(&[Stage::Http]).await;
+    note_exits(&shared, &mut failure, exits);
+    match failure {
+        Some(stage_failure) => Err(stage_failure.into()),
+        None => Ok(()),
+    }
+}
+
+/// Makes a stage failure visible everywhere an operator or orchestrator looks: the log line, the
+/// counter, `/readyz` (not ready) and `/healthz` (failing, naming the stage).
+fn report_stage_failure(shared: &Shared, failure: &StageFailure) {
+    tracing::error!(stage = %failure.stage, cause = %failure.cause, "{failure}; the process drains and exits");
+    shared.metrics.stage_failures.with_label_values(&[failure.stage.as_str()]).inc();
+    shared.readiness.set_stage_failed(failure);
+}
+
+/// Reports the failures among stages that ended during the drain; the first failure of the
+/// process decides its exit.
+fn note_exits(shared: &Shared, failure: &mut Option<StageFailure>, exits: Vec<StageExit>) {
+    for stage_failure in exits.into_iter().filter_map(StageExit::failure) {
+        report_stage_failure(shared, &stage_failure);
+        failure.get_or_insert(stage_failure);
+    }
 }
 
 /// Polls Kafka until told to stop; decodes each message and sends it on, or dead-letters it.
-/// Returns the set of dead-letter sends still in flight.
+/// Returns once the dead letters still in flight are sent (or the drain is abandoned).
 async fn consume(
     shared: Arc<Shared>,
     decoded_sender: mpsc::Sender<PendingMessage>,
     stop: CancellationToken,
-) -> JoinSet<()> {
+) -> anyhow::Result<()> {
     let mut dead_letters = JoinSet::new();
     // Messages that arrived while the partitions were paused, handled before polling again.
     let mut held = VecDeque::new();
@@ -288,7 +335,7 @@ async fn consume(
                 continue;
             }
         };
-        while dead_letters.try_join_next().is_some() {}
+        reap_finished(&mut dead_letters);
         match decode::decode(&message, shared.config.input.format, shared.config.input.max_message_bytes, now_ms()) {
             Ok(decoded) => {
                 let Ok(slot) = wait_for_room(&shared, decoded_sender.reserve(), &mut held).await else {
@@ -300,27 +347,54 @@ async fn consume(
                 let permit = wait_for_room(&shared, acquire_record_slot(&shared), &mut held).await;
                 let task_shared = Arc::clone(&shared);
                 dead_letters.spawn(async move {
-                    let headers = decode::dead_letter_headers(&message, &dead_letter);
-                    let headers: Vec<(&str, String)> = headers.into_iter().collect();
-                    let payload = message.payload.as_deref().unwrap_or_default();
-                    let topic = &task_shared.config.kafka.dead_letter_topic;
-                    if send_with_retry(&task_shared, "dead_letter", topic, message.key.as_deref(), payload, &headers)
-                        .await
-                    {
-                        task_shared
-                            .metrics
-                            .messages_dead_lettered
-                            .with_label_values(&[dead_letter.reason.as_str()])
-                            .inc();
-                        complete_offset(&task_shared, &message);
-                    }
+                    send_dead_letter(&task_shared, &message, &dead_letter).await;
                     drop(permit);
                 });
             }
         }
     }
     tracing::info!("stopped polling");
-    dead_letters
+    // Closing the queue lets the batcher flush and finish while the dead letters complete.
+    drop(decoded_sender);
+    join_all(&mut dead_letters).await;
+    Ok(())
+}
+
+/// Sends `message`'s original bytes to the dead-letter topic with headers saying why; once
+/// acknowledged, counts it under its reason and releases its offset.
+async fn send_dead_letter(shared: &Shared, message: &InputMessage, dead_letter: &DeadLetter) {
+    let headers = decode::dead_letter_headers(message, dead_letter);
+    let headers: Vec<(&str, String)> = headers.into_iter().collect();
+    let payload = message.payload.as_deref().unwrap_or_default();
+    let topic = &shared.config.kafka.dead_letter_topic;
+    if send_with_retry(shared, "dead_letter", topic, message.key.as_deref(), payload, &headers).await {
+        shared.metrics.messages_dead_lettered.with_label_values(&[dead_letter.reason.as_str()]).inc();
+        complete_offset(shared, message);
+    }
+}
+
+/// Takes the results of the finished tasks of a stage's per-record set. A panic in one is raised
+/// again here, so the stage fails with it and the process goes down: swallowed, it would leave
+/// that record's offset pending and its partition's commits pinned for ever, silently.
+fn reap_finished(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.try_join_next() {
+        raise_panic(result);
+    }
+}
+
+/// Waits for every task of a stage's per-record set, raising a panic as [`reap_finished`] does.
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.join_next().await {
+        raise_panic(result);
+    }
+}
+
+fn raise_panic(result: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = result
+        && error.is_panic()
+    {
+        std::panic::resume_unwind(error.into_panic());
+    }
 }
 
 /// Waits for `room` downstream while keeping this member in its consumer group.
@@ -421,13 +495,23 @@ async fn sleep_until_optional(deadline: Option<Instant>) {
 
 /// Sends each classified message's enriched record; once acknowledged, counts it in the
 /// windows and releases its offset.
-async fn emit_batches(shared: Arc<Shared>, mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>) {
+async fn emit_batches(
+    shared: Arc<Shared>,
+    mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>,
+) -> anyhow::Result<()> {
     let mut sends = JoinSet::new();
     while let Some(batch) = results.recv().await {
         shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
         let model = Arc::clone(&batch.model);
-        for (pending, prediction) in batch.items.into_iter().zip(batch.predictions) {
-            while sends.try_join_next().is_some() {}
+        let predictions = match batch.predictions {
+            Ok(predictions) => predictions,
+            Err(failure) => {
+                dead_letter_failed_batch(&shared, &mut sends, batch.items, &failure, &model.version).await;
+                continue;
+            }
+        };
+        for (pending, prediction) in batch.items.into_iter().zip(predictions) {
+            reap_finished(&mut sends);
             let permit = acquire_record_slot(&shared).await;
             let task_shared = Arc::clone(&shared);
             let model = Arc::clone(&model);
@@ -470,7 +554,38 @@ async fn emit_batches(shared: Arc<Shared>, mut results: mpsc::Receiver<Classifie
             });
         }
     }
-    while sends.join_next().await.is_some() {}
+    join_all(&mut sends).await;
+    Ok(())
+}
+
+/// The model failed on this batch: each of its messages goes to the dead-letter topic as
+/// `inference_failed`, with its original bytes so it can be replayed once the model is fixed, and
+/// its offset then completes, so the partition moves on and the process keeps serving.
+async fn dead_letter_failed_batch(
+    shared: &Arc<Shared>,
+    sends: &mut JoinSet<()>,
+    items: Vec<PendingMessage>,
+    failure: &InferenceFailure,
+    model_version: &str,
+) {
+    tracing::error!(
+        model_version,
+        messages = items.len(),
+        cause = %failure.cause,
+        "inference failed on a batch; its messages go to the dead-letter topic"
+    );
+    let detail = format!("model {model_version}: {}", failure.cause);
+    let dead_letter = Arc::new(DeadLetter::new(DeadLetterReason::InferenceFailed, detail));
+    for pending in items {
+        reap_finished(sends);
+        let permit = acquire_record_slot(shared).await;
+        let task_shared = Arc::clone(shared);
+        let dead_letter = Arc::clone(&dead_letter);
+        sends.spawn(async move {
+            send_dead_letter(&task_shared, &pending.message, &dead_letter).await;
+            drop(permit);
+        });
+    }
 }
 
 async fn count_in_windows(
@@ -480,7 +595,7 @@ async fn count_in_windows(
     payload: &[u8],
 ) {
     let observation = record::observation(&pending.message, &pending.decoded, classification);
-    let outcome = shared.windows.lock().expect("windows lock").observe(&observation, now_ms());
+    let outcome = locks::lock(&shared.windows).observe(&observation, now_ms());
     if outcome == ObserveOutcome::Late {
         shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();
         if let Some(late_topic) = &shared.config.kafka.late_topic {
@@ -513,7 +628,7 @@ async fn emit_unsupported_language(
 }
 
 fn complete_offset(shared: &Shared, message: &InputMessage) {
-    shared.offsets.lock().expect("offset tracker lock").complete(&message.topic, message.partition, message.offset);
+    locks::lock(&shared.offsets).complete(&message.topic, message.partition, message.offset);
 }
 
 async fn acquire_record_slot(shared: &Shared) -> tokio::sync::OwnedSemaphorePermit {
@@ -571,12 +686,16 @@ async fn send_attempts(
 
 /// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets. Never
 /// waits on the broker: alert events go to [`publish_alerts`] through `alerts`.
-async fn aggregate(shared: Arc<Shared>, stop: CancellationToken, alerts: mpsc::UnboundedSender<AlertEvent>) {
+async fn aggregate(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    alerts: mpsc::UnboundedSender<AlertEvent>,
+) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(AGGREGATE_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
         evaluate_windows(&shared, now_ms(), &alerts);
@@ -585,14 +704,14 @@ async fn aggregate(shared: Arc<Shared>, stop: CancellationToken, alerts: mpsc::U
 }
 
 fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedSender<AlertEvent>) {
-    let closed = shared.windows.lock().expect("windows lock").advance(now_ms);
+    let closed = locks::lock(&shared.windows).advance(now_ms);
     if closed.is_empty() {
         return;
     }
     let model_version = shared.model.current().version.clone();
     let mut alerts = Vec::new();
     {
-        let mut detector = shared.detector.lock().expect("detector lock");
+        let mut detector = locks::lock(&shared.detector);
         for bucket in &closed {
             if let Some(event) = detector.on_closed_bucket(bucket, &model_version) {
                 alerts.push(event);
@@ -652,7 +771,7 @@ fn announce_alert(shared: &Shared, alert: &AlertEvent) {
 /// topic's firing and resolved events keep their order under its key), until the queue closes.
 /// Each publish is bounded ([`ALERT_PUBLISH_ATTEMPTS`], [`ALERT_PUBLISH_TIMEOUT`]); one that fails
 /// is logged with the topic and error, counted, and shown on /readyz until a publish succeeds.
-async fn publish_alerts(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<AlertEvent>) {
+async fn publish_alerts(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<AlertEvent>) -> anyhow::Result<()> {
     let alerts_topic = shared.config.kafka.alerts_topic.as_str();
     while let Some(alert) = queue.recv().await {
         let payload = match serde_json::to_vec(&alert) {
@@ -683,6 +802,7 @@ async fn publish_alerts(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<
             }
         }
     }
+    Ok(())
 }
 
 /// Fails with a config error (exit 64) naming every configured topic the brokers lack, unless
@@ -703,11 +823,11 @@ async fn check_topics_exist(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_broker(shared: Arc<Shared>, stop: CancellationToken) {
+async fn check_broker(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(BROKER_CHECK_INTERVAL);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
         let check_shared = Arc::clone(&shared);

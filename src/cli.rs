@@ -109,6 +109,11 @@ pub struct ModelsAddArgs {
     /// Also promote it.
     #[arg(long)]
     pub promote: bool,
+    /// Seed the registry: do nothing if it already has a promoted version, else add the bundle
+    /// (unless its version is there already) and promote it. Safe to run at every start, as the
+    /// Kubernetes init container and the systemd unit do.
+    #[arg(long, requires = "promote")]
+    pub if_absent: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -16,6 +16,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+use crate::supervise::StageFailure;
 
 /// Content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -48,7 +49,7 @@ pub struct ReadinessStatus {
     /// True when every check passes.
     pub ready: bool,
     /// The failing checks (`model_not_loaded`, `broker_unreachable`, `alert_publish_failing`,
-    /// `draining`); empty when ready.
+    /// `stage_failed`, `draining`); empty when ready.
     pub failing: Vec<&'static str>,
     /// `waiting` or `assigned`: informational, see [`Readiness::status`].
     pub partitions: &'static str,
@@ -65,6 +66,8 @@ pub struct Readiness {
     alert_publish_failing: AtomicBool,
     draining: AtomicBool,
     partitions: AtomicU8,
+    /// The first stage that failed; set once, never cleared (the process is going down).
+    stage_failure: OnceLock<StageFailure>,
     /// Serialises "store a flag, then publish the gauge" so two concurrent setters cannot leave
     /// the gauge showing the older of their two views. Probes read the atomics without it.
     gauge_update: Mutex<()>,
@@ -80,6 +83,7 @@ impl Readiness {
             alert_publish_failing: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             partitions: AtomicU8::new(PartitionState::Waiting as u8),
+            stage_failure: OnceLock::new(),
             gauge_update: Mutex::new(()),
         }
     }
@@ -106,6 +110,19 @@ impl Readiness {
         self.update(|| self.partitions.store(state as u8, Ordering::SeqCst));
     }
 
+    /// Records that a stage failed: not ready, and `/healthz` fails naming it, for the rest of the
+    /// process's life. The first failure is kept; later ones are usually its consequences.
+    pub fn set_stage_failed(&self, failure: &StageFailure) {
+        self.update(|| {
+            let _ = self.stage_failure.set(failure.clone());
+        });
+    }
+
+    /// The first stage failure, if any: what `/healthz` reports.
+    pub fn stage_failure(&self) -> Option<&StageFailure> {
+        self.stage_failure.get()
+    }
+
     /// Marks the start of a drain. One-way: a draining process never becomes ready again.
     pub fn set_draining(&self) {
         self.update(|| self.draining.store(true, Ordering::SeqCst));
@@ -127,6 +144,9 @@ impl Readiness {
         }
         if self.alert_publish_failing.load(Ordering::SeqCst) {
             failing.push("alert_publish_failing");
+        }
+        if self.stage_failure.get().is_some() {
+            failing.push("stage_failed");
         }
         if self.draining.load(Ordering::SeqCst) {
             failing.push("draining");
@@ -175,8 +195,13 @@ async fn metrics_handler(State(state): State<ServerState>) -> Response {
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode_text()).into_response()
 }
 
-async fn healthz_handler() -> &'static str {
-    "ok\n"
+/// Alive unless a stage has failed: then a restart is what helps, and the body says which stage
+/// and why (the same words as the log line).
+async fn healthz_handler(State(state): State<ServerState>) -> Response {
+    match state.readiness.stage_failure() {
+        None => "ok\n".into_response(),
+        Some(failure) => (StatusCode::SERVICE_UNAVAILABLE, format!("{failure}\n")).into_response(),
+    }
 }
 
 async fn readyz_handler(State(state): State<ServerState>) -> Response {
@@ -278,6 +303,23 @@ mod tests {
         let response = get_path(server.address, "/healthz").await;
         assert_eq!(response.status_line, "HTTP/1.1 200 OK");
         assert_eq!(response.body, "ok\n");
+        stop_server(server).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_stage_fails_healthz_with_its_name_and_readyz_with_stage_failed() {
+        let server = start_server().await;
+        server.readiness.set_model_loaded(true);
+        server.readiness.set_broker_reachable(true);
+        let failure = StageFailure { stage: crate::supervise::Stage::Emit, cause: "panicked: boom".to_owned() };
+        server.readiness.set_stage_failed(&failure);
+        let health = get_path(server.address, "/healthz").await;
+        assert_eq!(health.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(health.body, "stage emit failed: panicked: boom\n");
+        let ready = get_path(server.address, "/readyz").await;
+        let body: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
+        assert_eq!(body["failing"], serde_json::json!(["stage_failed"]));
+        assert_eq!(server.metrics.ready.get(), 0);
         stop_server(server).await;
     }
 

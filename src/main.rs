@@ -1,4 +1,5 @@
-//! Thin entry point: parse the command line, initialise logging, dispatch, map errors to exit codes.
+//! Thin entry point: parse the command line, initialise logging, dispatch, map errors to exit codes
+//! (docs/OPERATIONS.md lists them: 64 bad config, 70 a daemon stage failed, 1 anything else).
 
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             if error.downcast_ref::<sentmon::config::ConfigError>().is_some() {
                 return ExitCode::from(sentmon::config::EXIT_CODE_BAD_CONFIG);
+            }
+            if error.downcast_ref::<sentmon::supervise::StageFailure>().is_some() {
+                return ExitCode::from(sentmon::supervise::EXIT_CODE_STAGE_FAILED);
             }
             ExitCode::FAILURE
         }

@@ -7,6 +7,7 @@
 
 use crate::model::SENTIMENT_LABELS;
 use crate::pipeline::decode::DeadLetterReason;
+use crate::supervise::Stage;
 
 use prometheus::{
     Encoder as _, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -101,6 +102,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// 1 when `/readyz` would answer 200, else 0.
     pub ready: IntGauge,
+    /// Long-lived tasks that ended before shutdown or failed during a drain (each takes the
+    /// process down). Labels: `stage` (see [`Stage`]), every stage at 0 from the start.
+    pub stage_failures: IntCounterVec,
     /// Always 1; the crate version that is running. Labels: `version`.
     pub build_info: IntGaugeVec,
     /// Classified messages written into archive files (`[archive]`).
@@ -281,6 +285,13 @@ impl Metrics {
         )?;
         let ready =
             register(&registry, IntGauge::with_opts(Opts::new("sentmon_ready", "1 when /readyz would answer 200."))?)?;
+        let stage_failures = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("sentmon_stage_failures_total", "Daemon stages that failed (each ends the process)."),
+                &["stage"],
+            )?,
+        )?;
         let build_info = register(
             &registry,
             IntGaugeVec::new(Opts::new("sentmon_build_info", "Always 1; the running crate version."), &["version"])?,
@@ -315,6 +326,9 @@ impl Metrics {
         for result in MODEL_RELOAD_RESULTS {
             model_reloads.with_label_values(&[result]);
         }
+        for stage in Stage::ALL {
+            stage_failures.with_label_values(&[stage.as_str()]);
+        }
 
         Ok(Metrics {
             registry,
@@ -343,6 +357,7 @@ impl Metrics {
             commits,
             commit_failures,
             ready,
+            stage_failures,
             build_info,
             archive_records,
             archive_files,
@@ -463,6 +478,7 @@ mod tests {
         ("sentmon_offset_commits_total", "counter"),
         ("sentmon_offset_commit_failures_total", "counter"),
         ("sentmon_ready", "gauge"),
+        ("sentmon_stage_failures_total", "counter"),
         ("sentmon_build_info", "gauge"),
         ("sentmon_archive_records_total", "counter"),
         ("sentmon_archive_files_total", "counter"),
@@ -546,11 +562,15 @@ mod tests {
             "sentmon_messages_dead_lettered_total{reason=\"text_not_string\"} 0",
             "sentmon_messages_classified_total{sentiment=\"negative\",topic=\"Fed | Central Banks\"} 0",
             "sentmon_messages_classified_total{sentiment=\"positive\",topic=\"Fed | Central Banks\"} 0",
+            "sentmon_stage_failures_total{stage=\"emit\"} 0",
+            "sentmon_stage_failures_total{stage=\"aggregate\"} 0",
         ] {
             assert!(text.contains(&format!("{series}\n")), "missing `{series}` in:\n{text}");
         }
         let dead_letter_series = text.lines().filter(|line| line.starts_with("sentmon_messages_dead_lettered_total{"));
         assert_eq!(dead_letter_series.count(), DeadLetterReason::ALL.len());
+        let stage_series = text.lines().filter(|line| line.starts_with("sentmon_stage_failures_total{"));
+        assert_eq!(stage_series.count(), Stage::ALL.len());
     }
 
     #[test]

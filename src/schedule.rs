@@ -5,14 +5,13 @@
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// Starts the schedule, or returns None when `retrain.interval_secs` is 0 (retrain is then run
+/// The schedule as a task for the app to supervise, or None when `retrain.interval_secs` is 0 (retrain is then run
 /// by cron, a systemd timer or a Kubernetes CronJob) or the config did not come from a file.
-pub fn start_retrains(config: &Config, stop: CancellationToken) -> Option<JoinHandle<()>> {
+pub fn retrains(config: &Config, stop: CancellationToken) -> Option<impl Future<Output = anyhow::Result<()>> + use<>> {
     if config.retrain.interval_secs == 0 {
         return None;
     }
@@ -22,15 +21,15 @@ pub fn start_retrains(config: &Config, stop: CancellationToken) -> Option<JoinHa
     };
     let interval = Duration::from_secs(config.retrain.interval_secs);
     tracing::info!(interval_secs = config.retrain.interval_secs, "scheduled retraining on");
-    Some(tokio::spawn(async move {
+    Some(async move {
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep(interval) => {}
             }
             run_retrain(&config_file, &stop).await;
         }
-    }))
+    })
 }
 
 /// Runs one retrain to completion (a shutdown kills it: the registry only ever lists complete

@@ -581,3 +581,57 @@ fn eval_uses_one_libtorch_thread_unless_threads_says_otherwise() {
         .unwrap();
     assert_eq!(zero.status.code(), Some(2), "{}", String::from_utf8_lossy(&zero.stderr));
 }
+
+/// Issue 11: the Kubernetes init container and the systemd unit seed the registry at every start,
+/// so seeding must change nothing once the registry serves a model, including one promoted since.
+#[test]
+fn models_add_if_absent_seeds_an_empty_registry_once_and_leaves_a_served_one_alone() {
+    let scratch = tempfile::tempdir().unwrap();
+    let registry = scratch.path().join("registry");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let seed = |bundle: &Path| {
+        let output = run_ok(
+            sentmon()
+                .args(["models", "add"])
+                .arg(bundle)
+                .arg("--registry")
+                .arg(&registry)
+                .args(["--promote", "--if-absent"]),
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let promoted = || std::fs::read_to_string(registry.join("PROMOTED")).unwrap().trim().to_owned();
+    let promotions = || std::fs::read_to_string(registry.join("promotions.jsonl")).unwrap().lines().count();
+    let shipped_version = "20261126-201715-bc583d68";
+
+    let first = seed(&shipped);
+    assert!(first.contains(&format!("promoted {shipped_version}")), "{first}");
+    assert_eq!(promoted(), shipped_version);
+    let again = seed(&shipped);
+    assert!(again.contains("nothing to do"), "{again}");
+    assert_eq!(promotions(), 1, "a second seed promoted again");
+
+    // An operator's promotion since the seed survives the next start.
+    let other = scratch.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for file in ["tokenizer.json", "weights.safetensors"] {
+        std::fs::copy(shipped.join(file), other.join(file)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(shipped.join("model.json")).unwrap();
+    std::fs::write(other.join("model.json"), manifest.replace(shipped_version, "20261202-000000-retrained")).unwrap();
+    run_ok(sentmon().args(["models", "add"]).arg(&other).arg("--registry").arg(&registry).arg("--promote"));
+    let after_promotion = seed(&shipped);
+    assert!(after_promotion.contains("already serves 20261202-000000-retrained"), "{after_promotion}");
+    assert_eq!(promoted(), "20261202-000000-retrained");
+
+    // Seeding means promoting: without --promote the flag is refused.
+    let refused = sentmon()
+        .args(["models", "add"])
+        .arg(&shipped)
+        .arg("--registry")
+        .arg(&registry)
+        .arg("--if-absent")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}

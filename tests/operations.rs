@@ -603,22 +603,160 @@ fn the_dockerfile_is_multi_stage_runs_as_non_root_and_ships_only_the_runtime_lib
     }
 }
 
-/// The image's environment overrides (ENV SENTMON__...) are valid against the config it ships.
-#[test]
-fn the_dockerfile_environment_is_a_valid_config_override() {
+/// The image's `ENV` settings, as every container started from it gets them.
+fn dockerfile_environment() -> Vec<(String, String)> {
     let dockerfile = read_repo_file("Dockerfile");
-    let overrides: Vec<(String, String)> = dockerfile
-        .split_whitespace()
-        .filter(|word| word.starts_with("SENTMON__"))
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let instructions =
+        runtime.lines().filter(|line| !line.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    let env = instructions.split("\nENV ").nth(1).expect("an ENV instruction in the runtime stage");
+    let env = env.split("\nUSER ").next().unwrap().replace("\\\n", " ");
+    env.split_whitespace()
         .filter_map(|word| word.split_once('=').map(|(key, value)| (key.to_string(), value.to_string())))
-        .collect();
-    assert!(overrides.iter().any(|(key, value)| key == "SENTMON__HTTP__LISTEN" && value.starts_with("0.0.0.0:")));
+        .collect()
+}
+
+/// The image's working directory: where relative paths in the config resolve.
+fn dockerfile_workdir() -> String {
+    let dockerfile = read_repo_file("Dockerfile");
+    dockerfile.lines().rev().find_map(|line| line.strip_prefix("WORKDIR ")).unwrap().trim().to_string()
+}
+
+/// Runs `sentmon check-config` with exactly `environment` (nothing of the test's own), as a
+/// deployment starts the daemon, and returns the effective config it prints.
+fn effective_config(config: &std::path::Path, environment: &[(String, String)]) -> toml::Value {
     let output = run_ok(
         Command::new(env!("CARGO_BIN_EXE_sentmon"))
             .arg("check-config")
-            .arg(repo_root().join("config/sentmon.example.toml"))
-            .envs(overrides.iter().map(|(key, value)| (key.as_str(), value.as_str()))),
+            .arg(config)
+            .env_clear()
+            .envs(environment.iter().map(|(key, value)| (key.as_str(), value.as_str()))),
     );
-    let effective = String::from_utf8_lossy(&output.stdout);
-    assert!(effective.contains("listen = \"0.0.0.0:9898\""), "{effective}");
+    toml::from_str(&String::from_utf8(output.stdout).unwrap()).unwrap()
+}
+
+/// `[model] path` as the process opens it from `working_directory`.
+fn served_model_path(config: &toml::Value, working_directory: &str) -> String {
+    let path = config["model"]["path"].as_str().unwrap();
+    if path.starts_with('/') { path.to_string() } else { format!("{working_directory}/{path}") }
+}
+
+/// A Kubernetes container's `env`, with `$(VAR)` references to earlier entries expanded and
+/// downward-API values given as a pod would get them.
+fn container_environment(container: &serde_yaml::Value, pod_name: &str) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = Vec::new();
+    for entry in container["env"].as_sequence().map(Vec::as_slice).unwrap_or_default() {
+        let name = entry["name"].as_str().unwrap().to_string();
+        let value = match entry["value"].as_str() {
+            Some(value) => environment.iter().fold(value.to_string(), |value, (earlier, earlier_value)| {
+                value.replace(&format!("$({earlier})"), earlier_value)
+            }),
+            None => {
+                assert_eq!(entry["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("metadata.name"), "{name}");
+                pod_name.to_string()
+            }
+        };
+        environment.push((name, value));
+    }
+    environment
+}
+
+/// The `--registry` a seeding init container fills, after checking it seeds from the image's bundle.
+fn seeded_registry(pod: &serde_yaml::Value) -> String {
+    let init = &pod["initContainers"][0];
+    let args: Vec<&str> = init["args"].as_sequence().unwrap().iter().map(|arg| arg.as_str().unwrap()).collect();
+    assert_eq!(args[..3], ["models", "add", "/opt/sentmon/models/default"]);
+    assert!(args.contains(&"--promote") && args.contains(&"--if-absent"), "idempotent seeding: {args:?}");
+    let registry = args[args.iter().position(|arg| *arg == "--registry").unwrap() + 1];
+    let mounts = init["volumeMounts"].as_sequence().unwrap();
+    assert!(
+        mounts.iter().any(|mount| registry.starts_with(mount["mountPath"].as_str().unwrap())
+            && mount["readOnly"].as_bool() != Some(true)),
+        "the init container can write {registry}"
+    );
+    registry.to_string()
+}
+
+/// Issue 11: the image's `ENV SENTMON__MODEL__PATH` beat the ConfigMap's registry, so the pods
+/// served the baked-in bundle for ever and the retrain CronJob failed. Each container's config as
+/// Kubernetes starts it (the ConfigMap, the image's ENV, the pod's env) must serve the registry
+/// the init containers seed, archive on the writable volume, and pass check-config.
+#[test]
+fn kubernetes_pods_and_the_retrain_cronjob_serve_the_seeded_registry_as_the_containers_see_it() {
+    let objects = k8s_objects();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = k8s_config(&objects, scratch.path());
+    let workdir = dockerfile_workdir();
+
+    let pod = &k8s_object(&objects, "Deployment", "sentmon")["spec"]["template"]["spec"];
+    let registry = seeded_registry(pod);
+    let container = &pod["containers"][0];
+    let mut environment = dockerfile_environment();
+    environment.extend(container_environment(container, "sentmon-7d9f-x2k4q"));
+    let effective = effective_config(&config, &environment);
+    assert_eq!(served_model_path(&effective, &workdir), registry, "the Deployment's model");
+    let archive = effective["archive"]["directory"].as_str().expect("the pods archive the stream");
+    assert_eq!(archive, "/var/lib/sentmon/archive/sentmon-7d9f-x2k4q", "one archive directory per pod");
+    let mounts = container["volumeMounts"].as_sequence().unwrap();
+    assert!(
+        mounts.iter().any(|mount| archive.starts_with(mount["mountPath"].as_str().unwrap())
+            && mount["readOnly"].as_bool() != Some(true)),
+        "the archive {archive} is on a volume the daemon can write"
+    );
+
+    let job_pod =
+        &k8s_object(&objects, "CronJob", "sentmon-retrain")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(seeded_registry(job_pod), registry, "the CronJob seeds the same registry");
+    let mut environment = dockerfile_environment();
+    environment.extend(container_environment(&job_pod["containers"][0], "sentmon-retrain-29001-abcde"));
+    let effective = effective_config(&config, &environment);
+    assert_eq!(served_model_path(&effective, &workdir), registry, "the CronJob retrains into the pods' registry");
+    assert!(!effective["retrain"]["data"].as_array().unwrap().is_empty(), "the CronJob has data to train on");
+}
+
+/// The compose stack runs the image with the config it ships: the image's ENV and the service's
+/// environment on the example config, which must serve the bundle the image carries.
+#[test]
+fn the_compose_daemon_serves_the_bundle_in_the_image_as_its_container_sees_it() {
+    let dockerfile = read_repo_file("Dockerfile");
+    assert!(dockerfile.contains("COPY config/sentmon.example.toml /etc/sentmon/sentmon.toml"));
+    assert!(dockerfile.contains("COPY models/default /opt/sentmon/models/default"));
+    let compose = yaml_file("deploy/compose/compose.yaml");
+    let service = &compose["services"]["sentmon"];
+    assert!(service["command"].is_null(), "the image's CMD: run --config /etc/sentmon/sentmon.toml");
+    let mut environment = dockerfile_environment();
+    for (key, value) in service["environment"].as_mapping().unwrap() {
+        environment.push((key.as_str().unwrap().to_string(), value.as_str().unwrap().to_string()));
+    }
+    let effective = effective_config(&repo_root().join("config/sentmon.example.toml"), &environment);
+    assert_eq!(served_model_path(&effective, &dockerfile_workdir()), "/opt/sentmon/models/default");
+    assert_eq!(effective["http"]["listen"].as_str(), Some("0.0.0.0:9898"), "reachable from outside the container");
+    assert_eq!(effective["kafka"]["brokers"].as_str(), Some("kafka:9092"));
+}
+
+/// The systemd units start `sentmon` with their `Environment=` on deploy/systemd/sentmon.toml from
+/// their `WorkingDirectory`; both must use the registry the units seed.
+#[test]
+fn the_systemd_units_serve_and_retrain_the_registry_they_seed_as_systemd_starts_them() {
+    for unit in ["sentmon.service", "sentmon-retrain.service"] {
+        let text = read_repo_file(&format!("{SYSTEMD}/{unit}"));
+        let settings: Vec<(&str, &str)> =
+            text.lines().filter(|line| !line.starts_with('#')).filter_map(|line| line.split_once('=')).collect();
+        let value = |key: &str| settings.iter().find(|(name, _)| *name == key).map(|(_, value)| *value).unwrap();
+        let environment: Vec<(String, String)> = settings
+            .iter()
+            .filter(|(key, _)| *key == "Environment")
+            .map(|(_, assignment)| assignment.split_once('=').unwrap())
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let seed: Vec<&str> = value("ExecStartPre").split_whitespace().collect();
+        assert_eq!(seed[1..4], ["models", "add", "/opt/sentmon/models/default"], "{unit}");
+        assert!(seed.contains(&"--promote") && seed.contains(&"--if-absent"), "{unit}: idempotent seeding");
+        let registry = seed[seed.iter().position(|arg| *arg == "--registry").unwrap() + 1];
+        assert!(value("ExecStart").contains("--config /etc/sentmon/sentmon.toml"), "{unit}");
+        let effective = effective_config(&repo_root().join(SYSTEMD).join("sentmon.toml"), &environment);
+        assert_eq!(served_model_path(&effective, value("WorkingDirectory")), registry, "{unit}");
+        let archive = effective["archive"]["directory"].as_str().unwrap();
+        assert!(archive.starts_with("/var/lib/sentmon/"), "{unit}: the archive is in the units' only writable place");
+    }
 }

@@ -49,12 +49,38 @@ fn format_entry(entry: &VersionEntry) -> String {
 
 fn add(args: &ModelsAddArgs) -> anyhow::Result<()> {
     let registry = Registry::open_or_create(&args.registry.registry)?;
+    if args.if_absent {
+        return seed(&registry, &args.bundle);
+    }
     let version = registry.add_copy(&args.bundle)?;
     println!("added {version} to {}", registry.root().display());
     if args.promote {
         registry.promote(&version, "manual")?;
         println!("promoted {version}");
     }
+    Ok(())
+}
+
+/// `add --promote --if-absent`: makes sure the registry serves something, and changes nothing
+/// once it does. Several replicas may seed one shared volume at once, so a version that another
+/// seeder added meanwhile counts as added.
+fn seed(registry: &Registry, bundle: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(promoted) = registry.promoted()? {
+        println!("{} already serves {promoted}; nothing to do", registry.root().display());
+        return Ok(());
+    }
+    let version = crate::model::bundle::read_manifest(bundle)?.version;
+    if registry.bundle_dir(&version).exists() {
+        println!("{version} is already in {}", registry.root().display());
+    } else if let Err(error) = registry.add_copy(bundle) {
+        if !registry.bundle_dir(&version).exists() {
+            return Err(error);
+        }
+    } else {
+        println!("added {version} to {}", registry.root().display());
+    }
+    registry.promote(&version, "seed")?;
+    println!("promoted {version}");
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 
 use crate::config::Config;
 use crate::http::{PartitionState, Readiness};
+use crate::locks;
 use crate::metrics::Metrics;
 use crate::pipeline::decode::InputMessage;
 use crate::pipeline::offsets::OffsetTracker;
@@ -80,7 +81,7 @@ impl ConsumerContext for IngestContext {
         let started = Instant::now();
         loop {
             let in_flight: usize = {
-                let offsets = self.shared.offsets.lock().expect("offset tracker lock");
+                let offsets = locks::lock(&self.shared.offsets);
                 partitions.iter().map(|(topic, partition)| offsets.in_flight_for(topic, *partition)).sum()
             };
             if in_flight == 0 {
@@ -94,7 +95,7 @@ impl ConsumerContext for IngestContext {
         }
         store_committable(base_consumer, &self.shared.offsets);
         commit_sync(base_consumer, &self.shared.metrics, "revoke");
-        let mut offsets = self.shared.offsets.lock().expect("offset tracker lock");
+        let mut offsets = locks::lock(&self.shared.offsets);
         for (topic, partition) in &partitions {
             offsets.forget_partition(topic, *partition);
             // Its new owner reports its lag from now on.
@@ -186,7 +187,7 @@ impl KafkaSource {
             received_at: Instant::now(),
         };
         self.metrics.messages_consumed.with_label_values(&[&input.topic]).inc();
-        self.offsets.lock().expect("offset tracker lock").begin(&input.topic, input.partition, input.offset);
+        locks::lock(&self.offsets).begin(&input.topic, input.partition, input.offset);
         Ok(input)
     }
 
@@ -240,7 +241,7 @@ fn remove_lag_series(metrics: &Metrics, topic: &str, partition: i32) {
 }
 
 fn store_committable(consumer: &impl Consumer<IngestContext>, offsets: &Mutex<OffsetTracker>) {
-    let committable = offsets.lock().expect("offset tracker lock").committable();
+    let committable = locks::lock(offsets).committable();
     if committable.is_empty() {
         return;
     }
@@ -252,7 +253,7 @@ fn store_committable(consumer: &impl Consumer<IngestContext>, offsets: &Mutex<Of
     }
     match consumer.store_offsets(&list) {
         Ok(()) => {
-            let mut tracker = offsets.lock().expect("offset tracker lock");
+            let mut tracker = locks::lock(offsets);
             for (topic, partition, next_offset) in &committable {
                 tracker.mark_committed(topic, *partition, *next_offset);
             }

@@ -4,7 +4,12 @@
 //! Not tokio's `spawn_blocking`: every pool thread would start its own OpenMP team and the
 //! threads would fight over the cores (see docs/ARCHITECTURE.md). Each worker runs with one
 //! intra-op thread; more workers, not more threads per worker, is how throughput scales.
+//!
+//! A forward pass that fails (libtorch errors reach Rust as panics) fails its batch only: the
+//! worker catches it, hands the batch on as failed, and keeps serving, so the app can dead-letter
+//! those messages and complete their offsets instead of losing the batch with the thread.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -14,6 +19,9 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{Classifier, GatedPrediction};
+use crate::faults::InferencePanicFault;
+use crate::locks;
+use crate::supervise::panic_message;
 
 /// Something that carries a text to classify.
 pub trait HasText {
@@ -22,13 +30,19 @@ pub trait HasText {
     fn declared_language(&self) -> Option<&str>;
 }
 
-/// A batch with one prediction per item, in the same order; items the model's language gate refused get the
-/// language they are in instead.
+/// A batch with one prediction per item, in the same order (items the model's language gate refused get the
+/// language they are in instead), or why the model failed on the batch.
 pub struct ClassifiedBatch<T> {
     pub items: Vec<T>,
-    pub predictions: Vec<GatedPrediction>,
+    pub predictions: Result<Vec<GatedPrediction>, InferenceFailure>,
     pub model: Arc<ModelIdentity>,
     pub inference_duration: Duration,
+}
+
+/// The forward pass failed on a batch: the panic's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InferenceFailure {
+    pub cause: String,
 }
 
 /// What downstream needs of the model that produced a batch.
@@ -116,7 +130,7 @@ pub struct ModelSwitch {
 impl ModelSwitch {
     /// The model new batches are classified with (or will be, once each worker takes it).
     pub fn current(&self) -> Arc<ModelIdentity> {
-        Arc::clone(&self.current.read().expect("model identity lock"))
+        Arc::clone(&locks::read(&self.current))
     }
 
     /// How many model copies a swap needs: one per worker.
@@ -128,7 +142,7 @@ impl ModelSwitch {
     /// every worker has stopped.
     pub fn install(&self, model: LoadedModel) -> anyhow::Result<()> {
         anyhow::ensure!(model.classifiers.len() == self.swaps.len(), "one model copy per worker is needed");
-        *self.current.write().expect("model identity lock") = Arc::clone(&model.identity);
+        *locks::write(&self.current) = Arc::clone(&model.identity);
         let mut delivered = 0;
         for (swap, classifier) in self.swaps.iter().zip(model.classifiers) {
             if swap.send((classifier, Arc::clone(&model.identity))).is_ok() {
@@ -143,10 +157,12 @@ impl ModelSwitch {
 impl<T: HasText + Send + 'static> InferencePool<T> {
     /// Starts one worker per copy in `model`. Jobs queue up to `queue_depth` batches: beyond that
     /// `submit` waits, which is the backpressure that slows consumption to what the model can do.
+    /// `fault` is the test-only injected failure (`crate::faults`), None in production.
     pub fn start(
         model: LoadedModel,
         queue_depth: usize,
         results: mpsc::Sender<ClassifiedBatch<T>>,
+        fault: Option<InferencePanicFault>,
     ) -> anyhow::Result<InferencePool<T>> {
         let (jobs, job_receiver) = mpsc::channel::<Vec<T>>(queue_depth.max(1));
         let job_receiver = Arc::new(Mutex::new(job_receiver));
@@ -158,9 +174,12 @@ impl<T: HasText + Send + 'static> InferencePool<T> {
             let identity = Arc::clone(&model.identity);
             let job_receiver = Arc::clone(&job_receiver);
             let results = results.clone();
+            let fault = fault.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("sentmon-inference-{worker_index}"))
-                .spawn(move || run_worker(classifier, identity, &job_receiver, &swap_receiver, &results))
+                .spawn(move || {
+                    run_worker(classifier, identity, &job_receiver, &swap_receiver, &results, fault.as_ref())
+                })
                 .context("failed to start an inference thread")?;
             threads.push(thread);
         }
@@ -194,12 +213,13 @@ fn run_worker<T: HasText>(
     job_receiver: &Mutex<mpsc::Receiver<Vec<T>>>,
     swap_receiver: &std::sync::mpsc::Receiver<(Classifier, Arc<ModelIdentity>)>,
     results: &mpsc::Sender<ClassifiedBatch<T>>,
+    fault: Option<&InferencePanicFault>,
 ) {
     // set_num_threads applies to the calling thread's OpenMP team, so each worker sets its own.
     super::set_compute_threads(1);
     loop {
         // The lock is held only while waiting for the next job; workers take turns.
-        let job = job_receiver.lock().expect("job queue lock").blocking_recv();
+        let job = locks::lock(job_receiver).blocking_recv();
         let Some(items) = job else {
             return;
         };
@@ -211,7 +231,15 @@ fn run_worker<T: HasText>(
         let started = Instant::now();
         let messages: Vec<(&str, Option<&str>)> =
             items.iter().map(|item| (item.text(), item.declared_language())).collect();
-        let predictions = classifier.classify_gated(&messages);
+        // Unwind safety: inference only reads the parameters, and the no-grad guard restores grad
+        // mode as it unwinds, so a classifier whose pass panicked serves the next batch as before.
+        let predictions = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if let Some(fault) = fault {
+                fault.check(messages.iter().map(|(text, _)| *text));
+            }
+            classifier.classify_gated(&messages)
+        }))
+        .map_err(|panic| InferenceFailure { cause: panic_message(&*panic) });
         let inference_duration = started.elapsed();
         let batch = ClassifiedBatch { items, predictions, model: Arc::clone(&model), inference_duration };
         if results.blocking_send(batch).is_err() {

@@ -111,11 +111,14 @@ pub enum DeadLetterReason {
     /// `text` (or a text-format payload) is empty or only whitespace.
     EmptyText,
     TextNotString,
+    /// Decoded fine, but the model failed on its batch (a panic or error in the forward pass): every message of that
+    /// batch is dead-lettered with this reason, so its offset completes. Set by the app, never by [`decode`].
+    InferenceFailed,
 }
 
 impl DeadLetterReason {
     /// Every reason, so the metrics module can create each labelled series at zero before the first dead letter.
-    pub const ALL: [DeadLetterReason; 8] = [
+    pub const ALL: [DeadLetterReason; 9] = [
         DeadLetterReason::EmptyPayload,
         DeadLetterReason::TooLarge,
         DeadLetterReason::NotUtf8,
@@ -124,6 +127,7 @@ impl DeadLetterReason {
         DeadLetterReason::MissingText,
         DeadLetterReason::EmptyText,
         DeadLetterReason::TextNotString,
+        DeadLetterReason::InferenceFailed,
     ];
 
     /// The metric label and `sentmon-reason` header value: a fixed, bounded set.
@@ -137,6 +141,7 @@ impl DeadLetterReason {
             DeadLetterReason::MissingText => "missing_text",
             DeadLetterReason::EmptyText => "empty_text",
             DeadLetterReason::TextNotString => "text_not_string",
+            DeadLetterReason::InferenceFailed => "inference_failed",
         }
     }
 }
@@ -157,7 +162,7 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+    pub fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
         Self { reason, detail: detail.into() }
     }
 }
