@@ -49,14 +49,18 @@ pub struct AttachedSoftTargets {
 
 /// Reads soft-target files (JSONL, optionally .gz) into teacher logits keyed by the normalised
 /// text (`text::dedup_key`, the key the split hashes). Several files may label different heads
-/// of the same text; two logit sets for one head of one text are an error.
+/// of the same text; two files labelling one head of one text are an error.
 pub fn read_soft_targets(
     paths: &[PathBuf],
     topic_labels: &[String],
 ) -> anyhow::Result<HashMap<String, (String, TeacherLogits)>> {
     let sentiment_labels: Vec<String> = SENTIMENT_LABELS.iter().map(|label| label.to_string()).collect();
     let mut targets: HashMap<String, (String, TeacherLogits)> = HashMap::new();
-    for path in paths {
+    // Which file gave each text's head its logits: a text repeated within one file (the same
+    // tweet with another link) keeps its first logits, but two files for one head are two
+    // teachers, which is a mistake.
+    let mut labelled_by: HashMap<(String, &str), usize> = HashMap::new();
+    for (file_index, path) in paths.iter().enumerate() {
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open soft-target file {}: check --soft-targets", path.display()))?;
         let reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|extension| extension == "gz") {
@@ -88,19 +92,23 @@ pub fn read_soft_targets(
                 "{} has neither topic_logits nor sentiment_logits",
                 place()
             );
-            let (_, entry) =
-                targets.entry(dedup_key(&parsed.text)).or_insert_with(|| (parsed.text, TeacherLogits::default()));
+            let key = dedup_key(&parsed.text);
+            let (_, entry) = targets.entry(key.clone()).or_insert_with(|| (parsed.text, TeacherLogits::default()));
             for (head, slot, logits) in
                 [("topic", &mut entry.topic, topic), ("sentiment", &mut entry.sentiment, sentiment)]
             {
-                if let Some(logits) = logits {
-                    if slot.is_some() {
-                        bail!(
-                            "{} gives {head} logits for a text that an earlier line already labelled: one teacher per head",
-                            place()
-                        );
+                let Some(logits) = logits else { continue };
+                match labelled_by.get(&(key.clone(), head)) {
+                    None => {
+                        labelled_by.insert((key.clone(), head), file_index);
+                        *slot = Some(logits);
                     }
-                    *slot = Some(logits);
+                    Some(&earlier) if earlier == file_index => {}
+                    Some(&earlier) => bail!(
+                        "{} gives {head} logits for a text that {} already labelled: one teacher per head",
+                        place(),
+                        paths[earlier].display()
+                    ),
                 }
             }
         }
@@ -229,11 +237,23 @@ mod tests {
         assert!(unknown.contains("soft.jsonl:1") && unknown.contains("\"Crypto\""), "{unknown}");
         let missing = error_of(&["", r#"{"text": "a", "sentiment_logits": {"negative": 1.0, "neutral": 0.0}}"#]);
         assert!(missing.contains("soft.jsonl:2") && missing.contains("lack the class \"positive\""), "{missing}");
-        let twice = error_of(&[
-            r#"{"text": "a b", "topic_logits": {"Energy": 1.0, "Macro": 0.0}}"#,
-            r#"{"text": "A, b", "topic_logits": {"Energy": 1.0, "Macro": 0.0}}"#,
-        ]);
-        assert!(twice.contains("soft.jsonl:2") && twice.contains("already labelled"), "{twice}");
+        let first_teacher = write_lines(
+            directory.path(),
+            "first.jsonl",
+            &[
+                r#"{"text": "a b", "topic_logits": {"Energy": 1.0, "Macro": 0.0}}"#,
+                r#"{"text": "A, b", "topic_logits": {"Energy": 0.0, "Macro": 1.0}}"#,
+            ],
+        );
+        let repeated = read_soft_targets(std::slice::from_ref(&first_teacher), &topics()).unwrap();
+        assert_eq!(repeated[&dedup_key("a b")].1.topic, Some(vec![1.0, 0.0]), "a repeat within a file keeps the first");
+        let second_teacher = write_lines(
+            directory.path(),
+            "second.jsonl",
+            &[r#"{"text": "a b!", "topic_logits": {"Energy": 1.0, "Macro": 0.0}}"#],
+        );
+        let twice = format!("{:#}", read_soft_targets(&[first_teacher, second_teacher], &topics()).unwrap_err());
+        assert!(twice.contains("second.jsonl:1") && twice.contains("first.jsonl already labelled"), "{twice}");
         let neither = error_of(&[r#"{"text": "a"}"#]);
         assert!(neither.contains("neither"), "{neither}");
         let not_json = error_of(&["text,sentiment"]);
