@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod app;
 pub mod archive;
+pub mod backtest;
 pub mod cli;
 pub mod commands;
 pub mod config;
