@@ -89,7 +89,7 @@ pub enum Command {
                       Prints every alert (fired, resolved, what rose) and alerts per week per scope; --json writes the \
                       whole report for tools, --html a self-contained page with a timeline per alerting scope.\n\n\
                       Examples:\n  sentmon backtest /var/lib/sentmon/archive --config /etc/sentmon/sentmon.toml \
-                      --html backtest.html\n  sentmon backtest headlines.jsonl.gz --json backtest.json\n  \
+                      --watchlist examples/watchlist.toml --html backtest.html\n  sentmon backtest headlines.jsonl.gz --json backtest.json\n  \
                       (edit [detector] in a copy of the config, run again, compare alerts per week)"
     )]
     Backtest(BacktestArgs),
@@ -511,6 +511,10 @@ pub struct BacktestArgs {
     /// Model bundle that classifies rows without `predicted` fields (loaded only if there are any).
     #[arg(long, default_value = DEFAULT_MODEL_DIR, env = "SENTMON_MODEL")]
     pub model: PathBuf,
+    /// Watchlist of entities (names, aliases, tickers; see examples/watchlist.toml): each watched name and each
+    /// cashtag ($AAPL) that messages mention gets windows and a detector of its own, as a scope of the report.
+    #[arg(long, value_name = "FILE")]
+    pub watchlist: Option<PathBuf>,
     /// Classify every row with --model, ignoring archived predictions (to backtest another model).
     #[arg(long)]
     pub reclassify: bool,

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod dataset;
 pub mod demo;
+pub mod entity;
 pub mod evaluation;
 pub mod http;
 pub mod ingest;

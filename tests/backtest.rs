@@ -204,7 +204,8 @@ fn a_week_with_injected_surges_finds_every_surge_and_little_else() {
     for surge in &SURGES {
         let scope = rates.iter().find(|rate| rate["scope"]["name"] == TOPICS[surge.topic].0).unwrap();
         assert!(scope["alerts_per_week"].as_f64().unwrap() >= 0.99, "{scope}");
-        assert!(report["timelines"][TOPICS[surge.topic].0].as_array().unwrap().len() > 10_000);
+        let timeline = &report["timelines"][format!("topic {}", TOPICS[surge.topic].0)];
+        assert!(timeline.as_array().unwrap().len() > 10_000);
     }
     assert!(
         stdout.contains("alerts per week per scope:") && stdout.contains("negative volume surge on topic"),
@@ -215,7 +216,7 @@ fn a_week_with_injected_surges_finds_every_surge_and_little_else() {
     check_html_in_chromium(&html_path, timelines_drawn);
 }
 
-/// Rows with `text` and `ts` and no predictions are classified with the bundle.
+/// Rows with `text` and `ts` and no predictions are classified with the bundle; a watchlist loads.
 #[test]
 fn rows_without_predictions_are_classified_with_the_model() {
     let scratch = tempfile::tempdir().unwrap();
@@ -240,6 +241,8 @@ fn rows_without_predictions_are_classified_with_the_model() {
         model_dir().to_str().unwrap(),
         "--batch-size",
         "64",
+        "--watchlist",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/watchlist.toml").to_str().unwrap(),
         "--json",
         json_path.to_str().unwrap(),
     ]);
@@ -247,6 +250,7 @@ fn rows_without_predictions_are_classified_with_the_model() {
     assert_eq!(report["input"]["classified"], 300, "{report}");
     assert_eq!((report["input"]["bad_rows"].as_u64(), report["messages"].as_u64()), (Some(1), Some(300)));
     assert!(report["input"]["model_version"].is_string());
+    assert_eq!(report["input"]["watched_entities"], 14);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("headlines.jsonl:301: no `ts`"), "the bad row is named with its line: {stderr}");
 }

@@ -551,6 +551,8 @@ impl TopicDetector {
 pub struct SpikeDetector {
     config: DetectorConfig,
     topics: BTreeMap<String, TopicDetector>,
+    /// Whether the window store's keys are topics or entities.
+    keyed_by_entity: bool,
 }
 
 impl SpikeDetector {
@@ -558,7 +560,12 @@ impl SpikeDetector {
     /// against the window's with [`DetectorConfig::validate_with_window`] first.
     pub fn new(config: DetectorConfig) -> Result<Self, Vec<String>> {
         config.validate()?;
-        Ok(Self { config, topics: BTreeMap::new() })
+        Ok(Self { config, topics: BTreeMap::new(), keyed_by_entity: false })
+    }
+
+    /// A detector whose closed buckets are keyed by entity rather than topic: its alerts' scope is the entity.
+    pub fn for_entities(config: DetectorConfig) -> Result<Self, Vec<String>> {
+        Ok(Self { keyed_by_entity: true, ..Self::new(config)? })
     }
 
     /// Feeds one closed bucket (in close order per topic) and returns the alert event it causes, if any.
@@ -583,7 +590,11 @@ impl SpikeDetector {
         Some(AlertEvent {
             kind,
             detector: detector_kind,
-            scope: AlertScope::Topic(bucket.topic.clone()),
+            scope: if self.keyed_by_entity {
+                AlertScope::Entity(bucket.topic.clone())
+            } else {
+                AlertScope::Topic(bucket.topic.clone())
+            },
             topic: bucket.topic.clone(),
             negative_rate: view.counts.negative_rate(),
             baseline_rate: baseline.mean,

@@ -45,20 +45,23 @@ impl DetectorKind {
 pub enum AlertScope {
     /// One of the model's topics.
     Topic(String),
+    /// A watched entity or a cashtag (`$AAPL`), see [`crate::entity`].
+    Entity(String),
 }
 
 impl AlertScope {
     /// The scope's name, e.g. the topic label.
     pub fn name(&self) -> &str {
         match self {
-            Self::Topic(name) => name,
+            Self::Topic(name) | Self::Entity(name) => name,
         }
     }
 
-    /// The scope's kind as a word for people: `topic`.
+    /// The scope's kind as a word for people: `topic` or `entity`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Topic(_) => "topic",
+            Self::Entity(_) => "entity",
         }
     }
 }

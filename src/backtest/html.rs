@@ -56,7 +56,7 @@ pub fn render(report: &BacktestReport, subtitle: &str) -> String {
                        <span><i class=\"swatch\" style=\"background:#f4b183\"></i>rate alert</span>\
                        <span><i class=\"swatch\" style=\"background:#cab2d6\"></i>volume alert</span></p>\n");
         for rate in &report.alerts_per_week {
-            let Some(points) = report.timelines.get(rate.scope.name()) else {
+            let Some(points) = report.timelines.get(&super::scope_key(&rate.scope)) else {
                 continue;
             };
             let _ = writeln!(page, "<h3>{} {}</h3>", rate.scope.kind(), escape(rate.scope.name()));

@@ -16,6 +16,7 @@ use crate::archive::record::Predicted;
 use crate::backtest::{Backtest, BacktestReport, event_time_text, html};
 use crate::cli::BacktestArgs;
 use crate::config::{Config, DetectorConfig, WindowsConfig};
+use crate::entity::{EntityMatcher, Watchlist};
 use crate::model::{self, Classifier};
 use crate::pipeline::decode::payload_timestamp_ms;
 use crate::pipeline::record::sentiment_from_label;
@@ -45,6 +46,8 @@ struct InputSummary {
     unsupported_language: u64,
     /// The bundle's version, when one was loaded.
     model_version: Option<String>,
+    /// Entities in the --watchlist (cashtags are scopes too, watched or not).
+    watched_entities: usize,
     elapsed_secs: f64,
     messages_per_second: f64,
 }
@@ -106,9 +109,12 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         }
         None => (WindowsConfig::default(), DetectorConfig::default()),
     };
-    let backtest = Backtest::new(windows.to_window_config(), detector.to_detector_config()).map_err(|problems| {
-        anyhow::anyhow!("invalid [windows] or [detector] settings: {}; fix them in the config", problems.join("; "))
-    })?;
+    let watchlist = args.watchlist.as_deref().map(Watchlist::load).transpose()?;
+    let matcher = watchlist.as_ref().map(EntityMatcher::new).transpose()?;
+    let backtest =
+        Backtest::new(windows.to_window_config(), detector.to_detector_config(), matcher).map_err(|problems| {
+            anyhow::anyhow!("invalid [windows] or [detector] settings: {}; fix them in the config", problems.join("; "))
+        })?;
     let files: Vec<PathBuf> =
         crate::dataset::resolve_files(&args.paths)?.into_iter().filter(|path| is_json_lines(path)).collect();
     if files.is_empty() {
@@ -128,7 +134,11 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         backtest,
         classifier: None,
         pending: Vec::with_capacity(args.batch_size),
-        summary: InputSummary { files: files.clone(), ..InputSummary::default() },
+        summary: InputSummary {
+            files: files.clone(),
+            watched_entities: watchlist.map_or(0, |watchlist| watchlist.entities.len()),
+            ..InputSummary::default()
+        },
     };
     let mut bytes_before_file = 0;
     for file in &files {
