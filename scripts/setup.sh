@@ -48,6 +48,12 @@ install_prometheus_tools() {
   install_missing_packages --no-install-recommends prometheus prometheus-alertmanager
 }
 
+# Debian's chromium: tests/backtest.rs opens the backtest's HTML report headless, takes a
+# screenshot and checks the console. Without recommends (no extensions or fonts beyond the basics).
+install_chromium() {
+  install_missing_packages --no-install-recommends chromium
+}
+
 # Downloads each "name==version sha256" wheel (CPython 3.11, x86_64 Linux) into the directory
 # given first and stops unless its SHA-256 is the pinned one.
 download_pinned_wheels() {
@@ -172,6 +178,7 @@ PYTHON
 install_debian_packages
 # The Dockerfile's build stage sets SENTMON_SETUP_TEST_TOOLS=0: an image build runs no tests.
 [ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_prometheus_tools
+[ "${SENTMON_SETUP_TEST_TOOLS:-1}" = "0" ] || install_chromium
 install_libtorch
 [ "${SENTMON_SETUP_GLOVE:-1}" = "0" ] || install_glove
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup (https://rustup.rs) first"; exit 1; }

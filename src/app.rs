@@ -737,7 +737,7 @@ fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedS
                     .with_label_values(&[&bucket.topic])
                     .set(state.baseline_std);
                 shared.metrics.spike_z_score.with_label_values(&[&bucket.topic]).set(state.last_z.unwrap_or(0.0));
-                shared.metrics.alert_firing.with_label_values(&[&bucket.topic]).set(i64::from(state.firing));
+                shared.metrics.alert_firing.with_label_values(&[&bucket.topic]).set(i64::from(state.firing.is_some()));
             }
         }
     }
@@ -759,8 +759,17 @@ fn alert_kind(alert: &AlertEvent) -> &'static str {
 fn announce_alert(shared: &Shared, alert: &AlertEvent) {
     shared.metrics.alerts.with_label_values(&[&alert.topic, alert_kind(alert)]).inc();
     match alert.kind {
-        AlertKind::Firing => tracing::warn!(topic = %alert.topic, z = alert.z_score, "{}", alert.summary()),
-        AlertKind::Resolved => tracing::info!(topic = %alert.topic, "{}", alert.summary()),
+        AlertKind::Firing => tracing::warn!(
+            topic = %alert.topic,
+            detector = alert.detector.as_str(),
+            z = alert.z_score,
+            p = alert.negative_count_p_value,
+            "{}",
+            alert.summary()
+        ),
+        AlertKind::Resolved => {
+            tracing::info!(topic = %alert.topic, detector = alert.detector.as_str(), "{}", alert.summary())
+        }
     }
     if let Some(observer) = &shared.observers.alerts {
         let _ = observer.send(alert.clone());

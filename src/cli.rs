@@ -78,6 +78,21 @@ pub enum Command {
     Retrain(RetrainArgs),
     /// Work with the stream archive that `run` writes ([archive] in the config).
     Archive(ArchiveArgs),
+    /// Run the daemon's windows and detector over a recorded stream: every alert that would have fired, alerts per week.
+    #[command(
+        after_help = "Input: the stream archive ([archive] of `run`: its `predicted` fields are reused, no model is \
+                      loaded) or any JSONL with `text` and `ts` (RFC 3339, epoch milliseconds or seconds), classified \
+                      with --model in batches. Rows should be in roughly event-time order, as the archive is: a row \
+                      older than windows.allowed_lateness_secs behind the newest is late and left out, as the daemon \
+                      would. Windows and detector settings come from --config (the daemon's file: only [windows] and \
+                      [detector] are used, and the whole file is validated) or the defaults.\n\n\
+                      Prints every alert (fired, resolved, what rose) and alerts per week per scope; --json writes the \
+                      whole report for tools, --html a self-contained page with a timeline per alerting scope.\n\n\
+                      Examples:\n  sentmon backtest /var/lib/sentmon/archive --config /etc/sentmon/sentmon.toml \
+                      --watchlist examples/watchlist.toml --html backtest.html\n  sentmon backtest headlines.jsonl.gz --json backtest.json\n  \
+                      (edit [detector] in a copy of the config, run again, compare alerts per week)"
+    )]
+    Backtest(BacktestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -502,6 +517,38 @@ pub struct ReplayArgs {
     /// JSON field whose value becomes the Kafka message key (default: no key).
     #[arg(long)]
     pub key_field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Archive directories (read recursively; .jsonl and .jsonl.gz files, in name order) or JSONL files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The daemon's config file, for its [windows] and [detector] settings; the defaults without it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Model bundle that classifies rows without `predicted` fields (loaded only if there are any).
+    #[arg(long, default_value = DEFAULT_MODEL_DIR, env = "SENTMON_MODEL")]
+    pub model: PathBuf,
+    /// Watchlist of entities (names, aliases, tickers; see examples/watchlist.toml): each watched name and each
+    /// cashtag ($AAPL) that messages mention gets windows and a detector of its own, as a scope of the report.
+    #[arg(long, value_name = "FILE")]
+    pub watchlist: Option<PathBuf>,
+    /// Classify every row with --model, ignoring archived predictions (to backtest another model).
+    #[arg(long)]
+    pub reclassify: bool,
+    /// Write the report as JSON (every alert with its events, alerts per week per scope, timelines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report with a timeline per alerting scope to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Texts per forward pass when classifying.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536).map(|size| size as usize))]
+    pub batch_size: usize,
+    /// libtorch threads when classifying. Default 1, as `eval`: more only pays on idle cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -518,6 +518,9 @@ pub struct DetectorConfig {
     pub cooldown_secs: u64,
     /// Negative example messages attached to an alert event. Count. Default 5.
     pub examples: usize,
+    /// `[detector.volume]`: the test on the negative *count*, which catches a story breaking at a steady
+    /// negative share. Its fields, defaults and checks are documented on [`crate::alert::VolumeConfig`].
+    pub volume: crate::alert::VolumeConfig,
 }
 
 impl Default for DetectorConfig {
@@ -534,6 +537,7 @@ impl Default for DetectorConfig {
             resolve_after_buckets: 2,
             cooldown_secs: 600,
             examples: 5,
+            volume: crate::alert::VolumeConfig::default(),
         }
     }
 }
@@ -554,6 +558,7 @@ impl DetectorConfig {
             resolve_after_buckets: u32::try_from(self.resolve_after_buckets).unwrap_or(u32::MAX),
             cooldown_ms: self.cooldown_ms(),
             examples: self.examples,
+            volume: self.volume.clone(),
         }
     }
 
@@ -1030,6 +1035,13 @@ impl Config {
         }
         if detector.warmup_buckets == 0 {
             issues.push(ConfigIssue::new("detector.warmup_buckets", 0, "must be at least 1"));
+        }
+        for problem in detector.volume.validate() {
+            issues.push(ConfigIssue {
+                key: format!("detector.volume.{}", problem.field),
+                value: problem.value,
+                requirement: problem.requirement,
+            });
         }
         if detector.resolve_after_buckets == 0 {
             issues.push(ConfigIssue::new("detector.resolve_after_buckets", 0, "must be at least 1"));
@@ -1532,6 +1544,18 @@ mod tests {
             (|config| config.detector.baseline_alpha = 1.5, "detector.baseline_alpha", "(0, 1]"),
             (|config| config.detector.warmup_buckets = 0, "detector.warmup_buckets", "at least 1"),
             (|config| config.detector.resolve_after_buckets = 0, "detector.resolve_after_buckets", "at least 1"),
+            (
+                |config| config.detector.volume.false_alarm_probability = 0.0,
+                "detector.volume.false_alarm_probability",
+                "(0, 0.5), e.g. 1e-6",
+            ),
+            (
+                |config| config.detector.volume.resolve_probability = 1e-9,
+                "detector.volume.resolve_probability",
+                "at least false_alarm_probability (1e-6)",
+            ),
+            (|config| config.detector.volume.min_ratio = 0.5, "detector.volume.min_ratio", "at least 1"),
+            (|config| config.detector.volume.min_negatives = 0, "detector.volume.min_negatives", "at least 1"),
             (|config| config.http.listen = "nope".into(), "http.listen", "not a socket address like 127.0.0.1:9898"),
             (|config| config.http.listen = "localhost:9898".into(), "http.listen", "IP literal"),
             (|config| config.log.level = " ".into(), "log.level", "must not be empty"),
@@ -1711,6 +1735,10 @@ mod tests {
                 resolve_after_buckets in count(),
                 cooldown_secs in seconds(),
                 examples in 0..=150usize,
+                false_alarm_probability in ratio(),
+                resolve_probability in ratio(),
+                min_ratio in prop_oneof![0.5..10.0f64, Just(f64::NAN)],
+                min_negatives in count(),
                 pick_a_listed_view in any::<bool>(),
             ) {
                 let view_widths_secs: Vec<u64> =
@@ -1740,6 +1768,13 @@ mod tests {
                     resolve_after_buckets,
                     cooldown_secs,
                     examples,
+                    volume: crate::alert::VolumeConfig {
+                        enabled: true,
+                        false_alarm_probability,
+                        resolve_probability,
+                        min_ratio,
+                        min_negatives,
+                    },
                 };
                 if config.validate().is_ok() {
                     let window = crate::window::WindowStore::new(config.windows.to_window_config());

@@ -7,11 +7,13 @@
 pub mod alert;
 pub mod app;
 pub mod archive;
+pub mod backtest;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataset;
 pub mod demo;
+pub mod entity;
 pub mod evaluation;
 pub mod faults;
 pub mod http;

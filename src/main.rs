@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Models(command) => commands::models::run(&command),
         Command::Retrain(args) => commands::retrain::run(&args),
         Command::Archive(args) => commands::archive::run(&args),
+        Command::Backtest(args) => commands::backtest::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
-//! Per-topic negative-spike detection over closed window buckets: an EWMA baseline of past negative rates, a
-//! z-score of the detection view against it, Wilson and volume gates, hysteresis and cooldown. Pure: the time of
-//! everything is the closing bucket's end.
+//! Per-topic negative-spike detection over closed window buckets, by two tests that share one episode per topic:
+//! the *rate* test (an EWMA baseline of past negative rates, a z-score of the detection view against it, Wilson and
+//! volume gates) and the *volume* test (an EWMA baseline of past negative counts, the view's count scored by its
+//! negative-binomial tail), with hysteresis and cooldown. Pure: the time of everything is the closing bucket's end.
 //!
 //! # Baseline
 //!
@@ -27,12 +28,40 @@
 //! [`MIN_RATE_STD`] term keeps z finite when the baseline is exactly 0 or 1 and its variance 0.
 //! An empty view has z = 0, the limit of the formula as the volume goes to 0.
 //!
+//! # Volume test
+//!
+//! The rate test cannot see a story breaking at a steady share of negatives: twice the messages, twice the negative
+//! ones, the same rate. The volume test watches the view's negative *count* `n`. Its baseline is an EWMA mean `m`
+//! and variance `v` of past per-bucket negative counts, learnt like the rate baseline (once a bucket has left the
+//! view, never while firing) except that empty buckets count too: a quiet minute is a count of 0. A view of `k`
+//! buckets then expects `k m` negatives (at least [`MIN_EXPECTED_NEGATIVES`]). Under the baseline `n` varies by
+//! `k m D`, where `D = max(1, v / m)` is the buckets' dispersion (1 for a Poisson stream, more for a bursty one),
+//! and the EWMA's own estimate is off by a variance of `k^2 m D alpha / (2 - alpha)` (the EWMA's variance for
+//! independent inputs, Roberts 1959, "Control chart tests based on geometric moving averages"). Together that is
+//! `k m D (1 + k alpha / (2 - alpha))`, and the p-value is the upper tail `P(X >= n)` of a negative binomial with that
+//! mean and variance (Poisson when it has no excess), the overdispersed-count score of outbreak detection
+//! (Noufaily et al. 2013; see [`super::counts`]). The test trips when `p <= false_alarm_probability`, `n` is at
+//! least `min_negatives` and at least `min_ratio` times the expected count; it is calm again when `p >
+//! resolve_probability` or `n < min_negatives`.
+//!
+//! Delay: a surge that multiplies a topic's negatives by `r` fills a `k`-bucket view gradually; after `b` buckets
+//! the view holds about `1 + (r - 1) b / k` times its expected count, so the ratio gate passes after
+//! `ceil(k (min_ratio - 1) / (r - 1))` closes, and the p-value gate is then long passed unless the topic has under
+//! a few negatives a view. With the defaults (5 one-minute buckets, `min_ratio` 3) a tenfold surge fires at the
+//! second close after it starts, a fivefold one at the third; the property test allows one close more for Poisson
+//! noise.
+//!
 //! # Episodes
+//!
+//! Both tests run on every close and share one episode per topic, so a spike that moves both the rate and the count
+//! pages once. The episode names the test that opened it (the rate test when both trip on the same close), and
+//! resolves only when both are calm.
 //!
 //! Quiet -> Firing when, on one close, the baseline has `warmup_buckets` updates, the topic is out of cooldown,
 //! `z >= z_threshold`, the view holds at least `min_volume` messages and the Wilson lower bound of its rate is at
-//! least `wilson_floor`. Firing -> Quiet after `resolve_after_buckets` consecutive calm closes, a close being calm
-//! when `z < resolve_z_threshold` or the view holds fewer than `min_volume` messages (no longer enough evidence of a
+//! least `wilson_floor` (the rate test), or the volume test trips. Firing -> Quiet after `resolve_after_buckets`
+//! consecutive calm closes, a close being calm when the volume test is calm and either `z < resolve_z_threshold` or
+//! the view holds fewer than `min_volume` messages (no longer enough evidence of a
 //! spike, which is also how a topic that falls silent mid-alert resolves). The Wilson floor plays no part in
 //! resolving, so it cannot make an alert flap. Each transition yields exactly one event; a resolution starts a
 //! `cooldown_ms` period (event time) in which the topic cannot fire.
@@ -45,13 +74,99 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlertEvent, AlertKind, format_rfc3339_ms, wilson_lower_bound};
+use super::{AlertEvent, AlertKind, AlertScope, DetectorKind, counts, format_rfc3339_ms, wilson_lower_bound};
 use crate::window::{ALL_TOPICS, ClosedBucket, SentimentCounts, ViewSnapshot, WindowConfig};
 
 /// Smallest standard deviation the z-score divides by: half a percentage point of negative rate. A smaller move is
 /// never a spike worth paging for, and without a floor a baseline of exactly 0% (a topic with no negatives yet)
 /// would turn the first negative message into an infinite z.
 pub const MIN_RATE_STD: f64 = 0.005;
+
+/// Fewest negative messages the volume test expects in a view. A topic whose baseline holds almost no negatives
+/// would otherwise find its first few infinitely surprising; `min_negatives` and `min_ratio` then decide.
+pub const MIN_EXPECTED_NEGATIVES: f64 = 1.0;
+
+/// The volume test's settings (`[detector.volume]`). It shares the view, baseline weight, warm-up, resolution and
+/// cooldown of [`DetectorConfig`]. Defaults, documentation and validation live here, for the daemon's config file
+/// and for the detector alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VolumeConfig {
+    /// Whether the volume test runs. Default true.
+    pub enabled: bool,
+    /// Fire when the view's negative count has at most this probability under the count baseline: the false-alarm
+    /// rate per close of a steady stream (a property test checks it holds). In (0, 0.5). Default 1e-6: 20 topics
+    /// closing a bucket a minute make about 200,000 closes a week, so noise alone pages about once in five weeks
+    /// before the other gates.
+    pub false_alarm_probability: f64,
+    /// A firing alert's close is calm for this test once the count's probability rises above this; at least
+    /// `false_alarm_probability` (hysteresis). Default 0.05: the count is back within ordinary variation.
+    pub resolve_probability: f64,
+    /// Fire only when the view holds at least this many times the negatives the baseline expects. At least 1.
+    /// Default 3.0: a tripling is news on any topic; smaller rises on a busy topic are statistically clear but are
+    /// the daily cycle, and the rate test watches the share.
+    pub min_ratio: f64,
+    /// Fire only with at least this many negative messages in the view, and resolve below it. At least 1.
+    /// Default 10: fewer is not a surge anyone needs paging for.
+    pub min_negatives: u64,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            false_alarm_probability: 1e-6,
+            resolve_probability: 0.05,
+            min_ratio: 3.0,
+            min_negatives: 10,
+        }
+    }
+}
+
+/// One invalid [`VolumeConfig`] setting: its field name, its value, and what it must be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeProblem {
+    pub field: &'static str,
+    pub value: String,
+    pub requirement: String,
+}
+
+impl VolumeConfig {
+    /// Checks every field and reports every problem.
+    pub fn validate(&self) -> Vec<VolumeProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |field, value: &dyn std::fmt::Debug, requirement: String| {
+            problems.push(VolumeProblem { field, value: format!("{value:?}"), requirement });
+        };
+        let probability_valid = self.false_alarm_probability > 0.0 && self.false_alarm_probability < 0.5;
+        if !probability_valid {
+            problem(
+                "false_alarm_probability",
+                &self.false_alarm_probability,
+                "must be in (0, 0.5), e.g. 1e-6".to_owned(),
+            );
+        }
+        if !(self.resolve_probability < 1.0
+            && (!probability_valid || self.resolve_probability >= self.false_alarm_probability))
+        {
+            problem(
+                "resolve_probability",
+                &self.resolve_probability,
+                format!(
+                    "must be below 1 and at least false_alarm_probability ({:?}) so alerts do not flap",
+                    self.false_alarm_probability
+                ),
+            );
+        }
+        if !(self.min_ratio.is_finite() && self.min_ratio >= 1.0) {
+            problem("min_ratio", &self.min_ratio, "must be a number of at least 1 (1 turns the gate off)".to_owned());
+        }
+        if self.min_negatives == 0 {
+            problem("min_negatives", &self.min_negatives, "must be at least 1".to_owned());
+        }
+        problems
+    }
+}
 
 /// Spike detection settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +206,8 @@ pub struct DetectorConfig {
     pub cooldown_ms: i64,
     /// Most negative examples carried by an alert; at most the window's `examples_per_bucket`. Default 5.
     pub examples: usize,
+    /// The volume test.
+    pub volume: VolumeConfig,
 }
 
 impl Default for DetectorConfig {
@@ -107,6 +224,7 @@ impl Default for DetectorConfig {
             resolve_after_buckets: 2,
             cooldown_ms: 600_000,
             examples: 5,
+            volume: VolumeConfig::default(),
         }
     }
 }
@@ -148,6 +266,12 @@ impl DetectorConfig {
         if self.cooldown_ms < 0 {
             problems.push(format!("cooldown_ms = {} must not be negative", self.cooldown_ms));
         }
+        problems.extend(
+            self.volume
+                .validate()
+                .into_iter()
+                .map(|problem| format!("volume.{} = {} {}", problem.field, problem.value, problem.requirement)),
+        );
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -192,7 +316,15 @@ pub struct TopicState {
     pub last_z: Option<f64>,
     /// Negative rate of the latest close's detection view; `None` when it was empty.
     pub last_rate: Option<f64>,
-    pub firing: bool,
+    /// Negatives the count baseline expects in a detection view; `None` until a count baseline exists.
+    pub expected_negative_count: Option<f64>,
+    /// Negative count of the latest close's detection view.
+    pub last_negative_count: u64,
+    /// Probability of the latest view's negative count under the count baseline (scored even while the volume test
+    /// is off, as evidence); `None` until a count baseline exists.
+    pub last_count_p_value: Option<f64>,
+    /// The test that opened the episode in progress, `None` while quiet.
+    pub firing: Option<DetectorKind>,
 }
 
 /// EWMA mean and variance of a topic's past per-bucket negative rates.
@@ -227,21 +359,57 @@ impl Baseline {
     }
 }
 
+/// EWMA mean and variance of a topic's past per-bucket negative counts, empty buckets included.
+#[derive(Debug, Clone, PartialEq)]
+struct CountBaseline {
+    mean: f64,
+    variance: f64,
+    updates: u64,
+}
+
+impl CountBaseline {
+    fn learn(baseline: &mut Option<Self>, negatives: u64, alpha: f64) {
+        let count = negatives as f64;
+        match baseline {
+            None => *baseline = Some(Self { mean: count, variance: 0.0, updates: 1 }),
+            Some(baseline) => {
+                let deviation = count - baseline.mean;
+                baseline.mean += alpha * deviation;
+                baseline.variance = (1.0 - alpha) * (baseline.variance + alpha * deviation * deviation);
+                baseline.updates += 1;
+            }
+        }
+    }
+
+    /// The count a view of `buckets_per_view` buckets expects, and the probability of at least `negatives` there;
+    /// see the module documentation for the variance.
+    fn score(&self, negatives: u64, buckets_per_view: f64, alpha: f64) -> (f64, f64) {
+        let expected = (self.mean * buckets_per_view).max(MIN_EXPECTED_NEGATIVES);
+        let bucket_dispersion = if self.mean > 0.0 { (self.variance / self.mean).max(1.0) } else { 1.0 };
+        let estimate_error = 1.0 + buckets_per_view * alpha / (2.0 - alpha);
+        (expected, counts::upper_tail(negatives, expected, bucket_dispersion * estimate_error))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Episode {
     Quiet { cooldown_until_ms: Option<i64> },
-    Firing { consecutive_calm_buckets: u32 },
+    Firing { consecutive_calm_buckets: u32, detector: DetectorKind },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct TopicDetector {
     baseline: Option<Baseline>,
-    /// Non-empty buckets closed while quiet that are still inside the detection view, oldest first, as
-    /// (bucket end, counts); each joins the baseline once the view has moved past it.
+    count_baseline: Option<CountBaseline>,
+    /// Buckets closed while quiet that are still inside the detection view, oldest first, as (bucket end, counts);
+    /// each joins the baselines once the view has moved past it (the rate baseline skips empty ones).
     awaiting_baseline: VecDeque<(i64, SentimentCounts)>,
     episode: Episode,
     last_z: Option<f64>,
     last_rate: Option<f64>,
+    /// Expected negatives and p-value of the latest close's view under the count baseline.
+    last_count_score: Option<(f64, f64)>,
+    last_negative_count: u64,
     last_bucket_end_ms: Option<i64>,
 }
 
@@ -249,16 +417,24 @@ impl TopicDetector {
     fn new() -> Self {
         Self {
             baseline: None,
+            count_baseline: None,
             awaiting_baseline: VecDeque::new(),
             episode: Episode::Quiet { cooldown_until_ms: None },
             last_z: None,
             last_rate: None,
+            last_count_score: None,
+            last_negative_count: 0,
             last_bucket_end_ms: None,
         }
     }
 
-    /// Feeds one close and returns the episode transition it caused, if any.
-    fn on_close(&mut self, config: &DetectorConfig, bucket: &ClosedBucket, view: &ViewSnapshot) -> Option<AlertKind> {
+    /// Feeds one close and returns the episode transition it caused, if any, with the test that opened the episode.
+    fn on_close(
+        &mut self,
+        config: &DetectorConfig,
+        bucket: &ClosedBucket,
+        view: &ViewSnapshot,
+    ) -> Option<(AlertKind, DetectorKind)> {
         debug_assert!(
             self.last_bucket_end_ms.is_none_or(|last_end_ms| bucket.bucket_end_ms > last_end_ms),
             "closes of {} out of order",
@@ -270,6 +446,10 @@ impl TopicDetector {
                 break;
             }
             self.awaiting_baseline.pop_front();
+            CountBaseline::learn(&mut self.count_baseline, counts.negative, config.baseline_alpha);
+            if counts.total == 0 {
+                continue;
+            }
             match &mut self.baseline {
                 Some(baseline) => baseline.learn(&counts, config.baseline_alpha),
                 None => self.baseline = Some(Baseline::starting_from(&counts)),
@@ -278,43 +458,71 @@ impl TopicDetector {
         let z_score = self.baseline.as_ref().map(|baseline| baseline.z_score(&view.counts));
         self.last_z = z_score;
         self.last_rate = (view.counts.total > 0).then(|| view.counts.negative_rate());
+        let buckets_per_view = view.width_ms as f64 / (bucket.bucket_end_ms - bucket.bucket_start_ms) as f64;
+        self.last_count_score = self
+            .count_baseline
+            .as_ref()
+            .map(|baseline| baseline.score(view.counts.negative, buckets_per_view, config.baseline_alpha));
+        self.last_negative_count = view.counts.negative;
+        let volume = &config.volume;
 
         let transition = match self.episode {
             Episode::Quiet { cooldown_until_ms } => {
-                let warmed_up =
-                    self.baseline.as_ref().is_some_and(|baseline| baseline.updates >= config.warmup_buckets);
+                let warmed_up = self
+                    .baseline
+                    .as_ref()
+                    .is_some_and(|baseline| baseline.updates >= config.warmup_buckets)
+                    && self.count_baseline.as_ref().is_some_and(|baseline| baseline.updates >= config.warmup_buckets);
                 let cooled_down = cooldown_until_ms.is_none_or(|until_ms| bucket.bucket_end_ms >= until_ms);
-                let spiking = z_score.is_some_and(|z| z >= config.z_threshold)
+                let rate_spiking = z_score.is_some_and(|z| z >= config.z_threshold)
                     && view.counts.total >= config.min_volume
                     && wilson_lower_bound(view.counts.negative, view.counts.total, config.wilson_z)
                         >= config.wilson_floor;
-                if warmed_up && cooled_down && spiking {
-                    self.episode = Episode::Firing { consecutive_calm_buckets: 0 };
-                    // The buckets in the view are the spike's onset: never baseline material.
-                    self.awaiting_baseline.clear();
-                    Some(AlertKind::Firing)
+                let volume_surging = self.last_count_score.is_some_and(|(expected, p_value)| {
+                    volume.enabled
+                        && p_value <= volume.false_alarm_probability
+                        && view.counts.negative >= volume.min_negatives
+                        && view.counts.negative as f64 >= volume.min_ratio * expected
+                });
+                let detector = if rate_spiking {
+                    Some(DetectorKind::Rate)
+                } else if volume_surging {
+                    Some(DetectorKind::Volume)
                 } else {
                     None
+                };
+                match detector {
+                    Some(detector) if warmed_up && cooled_down => {
+                        self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector };
+                        // The buckets in the view are the spike's onset: never baseline material.
+                        self.awaiting_baseline.clear();
+                        Some((AlertKind::Firing, detector))
+                    }
+                    _ => None,
                 }
             }
-            Episode::Firing { consecutive_calm_buckets } => {
-                let calm =
+            Episode::Firing { consecutive_calm_buckets, detector } => {
+                let rate_calm =
                     z_score.is_none_or(|z| z < config.resolve_z_threshold) || view.counts.total < config.min_volume;
-                if !calm {
-                    self.episode = Episode::Firing { consecutive_calm_buckets: 0 };
+                let volume_calm = self.last_count_score.is_none_or(|(_, p_value)| {
+                    !volume.enabled
+                        || p_value > volume.resolve_probability
+                        || view.counts.negative < volume.min_negatives
+                });
+                if !(rate_calm && volume_calm) {
+                    self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector };
                     None
                 } else if consecutive_calm_buckets + 1 >= config.resolve_after_buckets {
                     self.episode =
                         Episode::Quiet { cooldown_until_ms: Some(bucket.bucket_end_ms + config.cooldown_ms) };
-                    Some(AlertKind::Resolved)
+                    Some((AlertKind::Resolved, detector))
                 } else {
-                    self.episode = Episode::Firing { consecutive_calm_buckets: consecutive_calm_buckets + 1 };
+                    self.episode = Episode::Firing { consecutive_calm_buckets: consecutive_calm_buckets + 1, detector };
                     None
                 }
             }
         };
-        let quiet = matches!(self.episode, Episode::Quiet { .. });
-        if quiet && bucket.counts.total > 0 {
+        if matches!(self.episode, Episode::Quiet { .. }) {
             self.awaiting_baseline.push_back((bucket.bucket_end_ms, bucket.counts));
         }
         transition
@@ -327,7 +535,13 @@ impl TopicDetector {
             baseline_updates: self.baseline.as_ref().map_or(0, |baseline| baseline.updates),
             last_z: self.last_z,
             last_rate: self.last_rate,
-            firing: matches!(self.episode, Episode::Firing { .. }),
+            expected_negative_count: self.last_count_score.map(|(expected, _)| expected),
+            last_negative_count: self.last_negative_count,
+            last_count_p_value: self.last_count_score.map(|(_, p_value)| p_value),
+            firing: match self.episode {
+                Episode::Firing { detector, .. } => Some(detector),
+                Episode::Quiet { .. } => None,
+            },
         }
     }
 }
@@ -337,6 +551,8 @@ impl TopicDetector {
 pub struct SpikeDetector {
     config: DetectorConfig,
     topics: BTreeMap<String, TopicDetector>,
+    /// Whether the window store's keys are topics or entities.
+    keyed_by_entity: bool,
 }
 
 impl SpikeDetector {
@@ -344,7 +560,12 @@ impl SpikeDetector {
     /// against the window's with [`DetectorConfig::validate_with_window`] first.
     pub fn new(config: DetectorConfig) -> Result<Self, Vec<String>> {
         config.validate()?;
-        Ok(Self { config, topics: BTreeMap::new() })
+        Ok(Self { config, topics: BTreeMap::new(), keyed_by_entity: false })
+    }
+
+    /// A detector whose closed buckets are keyed by entity rather than topic: its alerts' scope is the entity.
+    pub fn for_entities(config: DetectorConfig) -> Result<Self, Vec<String>> {
+        Ok(Self { keyed_by_entity: true, ..Self::new(config)? })
     }
 
     /// Feeds one closed bucket (in close order per topic) and returns the alert event it causes, if any.
@@ -357,16 +578,23 @@ impl SpikeDetector {
         );
         let view = bucket.view(self.config.view_width_ms)?;
         let detector = self.topics.entry(bucket.topic.clone()).or_insert_with(TopicDetector::new);
-        let kind = detector.on_close(&self.config, bucket, view)?;
+        let (kind, detector_kind) = detector.on_close(&self.config, bucket, view)?;
         if bucket.topic == ALL_TOPICS {
             return None;
         }
-        // A transition needs a baseline (firing requires warm-up; resolving follows firing), so these are present.
+        // A transition needs both baselines (firing requires warm-up; resolving follows firing), so these are present.
         let baseline = detector.baseline.as_ref()?;
         let z_score = detector.last_z?;
+        let (expected_negative_count, negative_count_p_value) = detector.last_count_score?;
         let examples = super::distinct_examples(&view.examples, self.config.examples);
         Some(AlertEvent {
             kind,
+            detector: detector_kind,
+            scope: if self.keyed_by_entity {
+                AlertScope::Entity(bucket.topic.clone())
+            } else {
+                AlertScope::Topic(bucket.topic.clone())
+            },
             topic: bucket.topic.clone(),
             negative_rate: view.counts.negative_rate(),
             baseline_rate: baseline.mean,
@@ -374,6 +602,8 @@ impl SpikeDetector {
             z_score,
             wilson_lower_bound: wilson_lower_bound(view.counts.negative, view.counts.total, self.config.wilson_z),
             negative_count: view.counts.negative,
+            expected_negative_count,
+            negative_count_p_value,
             total_count: view.counts.total,
             view_width_ms: view.width_ms,
             window_start_ms: view.start_ms,
@@ -384,6 +614,11 @@ impl SpikeDetector {
             examples,
             at_ms: bucket.bucket_end_ms,
         })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
     }
 
     /// The detector state of `topic`, `None` before its first close.

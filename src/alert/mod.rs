@@ -1,6 +1,7 @@
 //! Negative-spike alerts: the event a spike episode produces (firing once, resolved once), its one-line summary,
-//! and the detector that decides (see [`detector`]).
+//! and the detector that decides (see [`detector`]: a rate test and a volume test per scope).
 
+mod counts;
 pub mod detector;
 
 use chrono::{DateTime, SecondsFormat};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::window::NegativeExample;
 
-pub use detector::{DetectorConfig, SpikeDetector, TopicState};
+pub use detector::{DetectorConfig, SpikeDetector, TopicState, VolumeConfig};
 
 /// Whether an alert event opens or closes a spike episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,11 +19,62 @@ pub enum AlertKind {
     Resolved,
 }
 
+/// Which test opened a spike episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// The view's negative *share* rose against its baseline (a shift in tone).
+    Rate,
+    /// The view's negative *count* rose against its baseline (a story breaking, even at a steady share).
+    Volume,
+}
+
+impl DetectorKind {
+    /// The label used in metrics and logs: `rate` or `volume`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rate => "rate",
+            Self::Volume => "volume",
+        }
+    }
+}
+
+/// What an alert is about. Serialised as `{"kind": "topic", "name": "Fed | Central Banks"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum AlertScope {
+    /// One of the model's topics.
+    Topic(String),
+    /// A watched entity or a cashtag (`$AAPL`), see [`crate::entity`].
+    Entity(String),
+}
+
+impl AlertScope {
+    /// The scope's name, e.g. the topic label.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Topic(name) | Self::Entity(name) => name,
+        }
+    }
+
+    /// The scope's kind as a word for people: `topic` or `entity`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Topic(_) => "topic",
+            Self::Entity(_) => "entity",
+        }
+    }
+}
+
 /// One transition of a topic's spike episode, with the evidence at that moment. Serialised as the alerts topic's
 /// JSON record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub kind: AlertKind,
+    /// The test that opened the episode; a resolution names the same one.
+    pub detector: DetectorKind,
+    pub scope: AlertScope,
+    /// The topic the alert is about (the scope's name), kept for consumers that key on it.
     pub topic: String,
     /// Negative share of the detection view.
     pub negative_rate: f64,
@@ -35,6 +87,10 @@ pub struct AlertEvent {
     /// Wilson score lower bound of the view's negative rate at the configured confidence.
     pub wilson_lower_bound: f64,
     pub negative_count: u64,
+    /// Negative messages the count baseline expects in a view this wide.
+    pub expected_negative_count: f64,
+    /// Probability of at least `negative_count` negatives under the count baseline (see [`detector`]).
+    pub negative_count_p_value: f64,
     pub total_count: u64,
     pub view_width_ms: i64,
     /// Start of the detection view, ms since the Unix epoch (inclusive).
@@ -54,22 +110,31 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
-    /// One line for a notification, e.g. "negative spike on topic Fed | Central Banks: negative rate 41% vs 12%
-    /// baseline (z=5.3, 230 messages in 5m)".
+    /// One line for a notification saying what rose, from what, to what, over how many messages, e.g.
+    /// "negative spike on topic Fed | Central Banks: negative rate 41% vs 12% baseline (z=5.3, 230 messages in 5m)"
+    /// or "negative volume surge on topic Fed | Central Banks: 94 negative messages vs 12.0 expected (7.8x,
+    /// p=3.1e-29; 230 messages in 5m)".
     pub fn summary(&self) -> String {
-        let headline = match self.kind {
-            AlertKind::Firing => "negative spike on topic",
-            AlertKind::Resolved => "negative spike resolved on topic",
-        };
-        format!(
-            "{headline} {}: negative rate {:.0}% vs {:.0}% baseline (z={:.1}, {} messages in {})",
-            self.topic,
-            self.negative_rate * 100.0,
-            self.baseline_rate * 100.0,
-            self.z_score,
-            self.total_count,
-            format_duration_ms(self.view_width_ms)
-        )
+        let resolved = if self.kind == AlertKind::Resolved { " resolved" } else { "" };
+        let scope = format!("{} {}", self.scope.kind(), self.scope.name());
+        let view = format_duration_ms(self.view_width_ms);
+        match self.detector {
+            DetectorKind::Rate => format!(
+                "negative spike{resolved} on {scope}: negative rate {:.0}% vs {:.0}% baseline (z={:.1}, {} messages in {view})",
+                self.negative_rate * 100.0,
+                self.baseline_rate * 100.0,
+                self.z_score,
+                self.total_count,
+            ),
+            DetectorKind::Volume => format!(
+                "negative volume surge{resolved} on {scope}: {} negative messages vs {:.1} expected ({:.1}x, p={:.1e}; {} messages in {view})",
+                self.negative_count,
+                self.expected_negative_count,
+                self.negative_count as f64 / self.expected_negative_count,
+                self.negative_count_p_value,
+                self.total_count,
+            ),
+        }
     }
 }
 
@@ -92,7 +157,7 @@ fn format_duration_ms(duration_ms: i64) -> String {
 }
 
 /// RFC 3339 in UTC with milliseconds; the window store keeps times within years 1970-9999, which always render.
-fn format_rfc3339_ms(time_ms: i64) -> String {
+pub(crate) fn format_rfc3339_ms(time_ms: i64) -> String {
     DateTime::from_timestamp_millis(time_ms)
         .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_else(|| time_ms.to_string())
@@ -197,6 +262,8 @@ mod tests {
     fn event(kind: AlertKind) -> AlertEvent {
         AlertEvent {
             kind,
+            detector: DetectorKind::Rate,
+            scope: AlertScope::Topic("Fed | Central Banks".to_owned()),
             topic: "Fed | Central Banks".to_owned(),
             negative_rate: 0.4087,
             baseline_rate: 0.1213,
@@ -204,6 +271,8 @@ mod tests {
             z_score: 5.26,
             wilson_lower_bound: 0.35,
             negative_count: 94,
+            expected_negative_count: 12.04,
+            negative_count_p_value: 3.14e-29,
             total_count: 230,
             view_width_ms: 300_000,
             window_start_ms: 1_700_000_000_000,
@@ -230,6 +299,14 @@ mod tests {
         assert!(
             event(AlertKind::Resolved).summary().starts_with("negative spike resolved on topic Fed | Central Banks:")
         );
+        let volume = AlertEvent { detector: DetectorKind::Volume, ..event(AlertKind::Firing) };
+        assert_eq!(
+            volume.summary(),
+            "negative volume surge on topic Fed | Central Banks: 94 negative messages vs 12.0 expected (7.8x, \
+             p=3.1e-29; 230 messages in 5m)"
+        );
+        let resolved = AlertEvent { kind: AlertKind::Resolved, ..volume };
+        assert!(resolved.summary().starts_with("negative volume surge resolved on topic Fed | Central Banks: 94"));
     }
 
     #[test]
@@ -244,6 +321,8 @@ mod tests {
         let firing = event(AlertKind::Firing);
         let json: serde_json::Value = serde_json::to_value(&firing).unwrap();
         assert_eq!(json["kind"], "firing");
+        assert_eq!(json["detector"], "rate");
+        assert_eq!(json["scope"], serde_json::json!({"kind": "topic", "name": "Fed | Central Banks"}));
         assert_eq!(json["window_start"], "2023-11-14T22:13:20.000Z");
         assert_eq!(json["window_end_ms"], 1_700_000_300_000i64);
         assert_eq!(json["examples"][0]["text"], "rates shock");

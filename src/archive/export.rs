@@ -2,10 +2,12 @@
 //! predicted topic, written as a CSV that `sentmon train --data` reads once an analyst has
 //! filled its `topic` and `sentiment` columns.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, bail};
 use flate2::read::MultiGzDecoder;
@@ -69,15 +71,15 @@ pub fn sample_for_labelling(
     let mut seen_texts = HashSet::new();
     let mut reservoirs: BTreeMap<String, Vec<ArchiveRecord>> = BTreeMap::new();
     for file in &files {
-        for_each_row(file, |row| {
+        for_each_row(file, |row, _| {
             summary.rows += 1;
             let Ok(record) = serde_json::from_slice::<ArchiveRecord>(row) else {
                 summary.bad_rows += 1;
-                return;
+                return Ok(());
             };
             if !seen_texts.insert(fnv1a_64(dedup_key(&record.text).as_bytes())) {
                 summary.duplicates += 1;
-                return;
+                return Ok(());
             }
             let distinct = summary.distinct_by_topic.entry(record.predicted.topic.clone()).or_default();
             *distinct += 1;
@@ -91,6 +93,7 @@ pub fn sample_for_labelling(
                     reservoir[slot] = record;
                 }
             }
+            Ok(())
         })?;
     }
     let mut sample = take_equal_shares(reservoirs, sample_size, &mut rng);
@@ -156,16 +159,20 @@ pub fn write_labelling_csv(sample: &[ArchiveRecord], out: &Path) -> anyhow::Resu
     Ok(())
 }
 
-fn is_json_lines(path: &Path) -> bool {
+/// Whether a path names a JSON lines file, plain or gzipped.
+pub(crate) fn is_json_lines(path: &Path) -> bool {
     let name = path.file_name().map(|name| name.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     name.ends_with(".jsonl.gz") || name.ends_with(".jsonl")
 }
 
-/// Calls `visit` with each non-blank line of a JSON lines file, decompressing `.gz`.
-fn for_each_row(path: &Path, mut visit: impl FnMut(&[u8])) -> anyhow::Result<()> {
+/// Calls `visit` with each non-blank line of a JSON lines file, decompressing `.gz`, and with the bytes of the file
+/// (compressed, as on disk) read so far, for progress bars. Stops at the first error `visit` returns.
+pub(crate) fn for_each_row(path: &Path, mut visit: impl FnMut(&[u8], u64) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let bytes_read = Rc::new(Cell::new(0));
+    let counted = CountingReader { inner: file, bytes_read: Rc::clone(&bytes_read) };
     let gzip = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gz"));
-    let decompressed: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let decompressed: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(counted)) } else { Box::new(counted) };
     let mut reader = BufReader::new(decompressed);
     let mut line = Vec::new();
     loop {
@@ -175,12 +182,26 @@ fn for_each_row(path: &Path, mut visit: impl FnMut(&[u8])) -> anyhow::Result<()>
             return Ok(());
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
-            visit(&line);
+            visit(&line, bytes_read.get())?;
         }
     }
 }
 
-fn display_paths(paths: &[PathBuf]) -> String {
+/// Counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    bytes_read: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.bytes_read.set(self.bytes_read.get() + read as u64);
+        Ok(read)
+    }
+}
+
+pub(crate) fn display_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 

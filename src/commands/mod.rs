@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns validated CLI arguments into work and output.
 
 pub mod archive;
+pub mod backtest;
 pub mod broker;
 pub mod check_config;
 pub mod classify;

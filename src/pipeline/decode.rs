@@ -311,7 +311,7 @@ fn event_time(
 
 /// A `ts` value in milliseconds, or `None` when it is not a time we understand or lies outside the accepted range
 /// (microsecond and nanosecond timestamps land beyond the year 10000 and are refused that way).
-fn payload_timestamp_ms(ts: &Value) -> Option<i64> {
+pub(crate) fn payload_timestamp_ms(ts: &Value) -> Option<i64> {
     let time_ms = match ts {
         Value::Number(number) => number_timestamp_ms(number)?,
         Value::String(text) => string_timestamp_ms(text.trim())?,

@@ -105,7 +105,7 @@ pub fn observation(message: &InputMessage, decoded: &DecodedMessage, classificat
     }
 }
 
-fn sentiment_from_label(label: &str, probabilities: &SentimentProbabilities) -> Sentiment {
+pub(crate) fn sentiment_from_label(label: &str, probabilities: &SentimentProbabilities) -> Sentiment {
     match label {
         "negative" => Sentiment::Negative,
         "neutral" => Sentiment::Neutral,
