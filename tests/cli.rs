@@ -602,7 +602,9 @@ fn models_add_if_absent_seeds_an_empty_registry_once_and_leaves_a_served_one_alo
     };
     let promoted = || std::fs::read_to_string(registry.join("PROMOTED")).unwrap().trim().to_owned();
     let promotions = || std::fs::read_to_string(registry.join("promotions.jsonl")).unwrap().lines().count();
-    let shipped_version = "20261126-201715-bc583d68";
+    let shipped_manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("model.json")).unwrap()).unwrap();
+    let shipped_version = shipped_manifest["version"].as_str().unwrap().to_owned();
 
     let first = seed(&shipped);
     assert!(first.contains(&format!("promoted {shipped_version}")), "{first}");
@@ -618,7 +620,7 @@ fn models_add_if_absent_seeds_an_empty_registry_once_and_leaves_a_served_one_alo
         std::fs::copy(shipped.join(file), other.join(file)).unwrap();
     }
     let manifest = std::fs::read_to_string(shipped.join("model.json")).unwrap();
-    std::fs::write(other.join("model.json"), manifest.replace(shipped_version, "20261202-000000-retrained")).unwrap();
+    std::fs::write(other.join("model.json"), manifest.replace(&shipped_version, "20261202-000000-retrained")).unwrap();
     run_ok(sentmon().args(["models", "add"]).arg(&other).arg("--registry").arg(&registry).arg("--promote"));
     let after_promotion = seed(&shipped);
     assert!(after_promotion.contains("already serves 20261202-000000-retrained"), "{after_promotion}");
