@@ -1,6 +1,6 @@
 //! Wiring of the daemon: consumer -> decode -> micro-batcher -> inference workers -> emit
-//! (record acknowledged, counted in the windows, offset released) -> windows -> detector ->
-//! alerts; plus HTTP, and the bounded drain on shutdown.
+//! (record acknowledged, counted in the windows of its topic and of its entities, offset released)
+//! -> windows -> detector -> alerts; plus HTTP, and the bounded drain on shutdown.
 //!
 //! Every long-lived task is a supervised stage (`crate::supervise`): the first to exit before
 //! shutdown fails the process, which then drains the same way and exits 70.
@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{AlertEvent, AlertKind, SpikeDetector};
+use crate::alert::{AlertEvent, AlertKind, AlertScope, SpikeDetector};
 use crate::archive::{self, ArchiveRecord, ArchiveSink};
 use crate::config::Config;
 use crate::faults::Faults;
@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::model::worker::{ClassifiedBatch, HasText, InferenceFailure, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
 use crate::pipeline::decode::{self, DeadLetter, DeadLetterReason, DecodedMessage, InputMessage};
+use crate::pipeline::entities::EntityWindows;
 use crate::pipeline::offsets::OffsetTracker;
 use crate::pipeline::record::{self, Classification};
 use crate::supervise::{Stage, StageExit, StageFailure, Stages};
@@ -106,6 +107,8 @@ struct Shared {
     model: ModelSwitch,
     windows: Mutex<WindowStore>,
     detector: Mutex<SpikeDetector>,
+    /// Windows and detector per entity, when `[entities]` tracks any.
+    entities: Option<EntityWindows>,
     in_flight_records: Arc<Semaphore>,
     observers: Observers,
     /// Where acknowledged records are archived, when `[archive]` names a directory.
@@ -178,6 +181,7 @@ pub async fn run(
         .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
     let detector = SpikeDetector::new(config.detector.to_detector_config())
         .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?;
+    let entities = EntityWindows::from_config(&config, &metrics)?;
     let (archive_sink, archive_thread) = match archive::WriterSettings::from_config(&config.archive) {
         Some(settings) => Some(archive::start(settings, Arc::clone(&metrics)).await?),
         None => None,
@@ -193,6 +197,7 @@ pub async fn run(
         model: model_switch,
         windows: Mutex::new(windows),
         detector: Mutex::new(detector),
+        entities,
         in_flight_records: Arc::new(Semaphore::new(MAX_RECORDS_IN_FLIGHT)),
         observers,
         archive: archive_sink,
@@ -526,12 +531,14 @@ async fn emit_batches(
                 };
                 let topic = model.topic_labels[prediction.topic_index].as_str();
                 let sentiment = prediction.sentiment.label();
+                let entities = task_shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
                 let classification = Classification {
                     topic,
                     topic_probability: prediction.topic_probability,
                     sentiment,
                     sentiment_probabilities: prediction.sentiment,
                     model_version: &model.version,
+                    entities: entities.as_deref(),
                 };
                 let processed_at_ms = now_ms();
                 let payload =
@@ -595,7 +602,13 @@ async fn count_in_windows(
     payload: &[u8],
 ) {
     let observation = record::observation(&pending.message, &pending.decoded, classification);
-    let outcome = locks::lock(&shared.windows).observe(&observation, now_ms());
+    let now_ms = now_ms();
+    let outcome = locks::lock(&shared.windows).observe(&observation, now_ms);
+    if let (ObserveOutcome::Counted, Some(windows), Some(entities)) =
+        (outcome, &shared.entities, classification.entities)
+    {
+        windows.observe(&observation, entities, now_ms);
+    }
     if outcome == ObserveOutcome::Late {
         shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();
         if let Some(late_topic) = &shared.config.kafka.late_topic {
@@ -703,17 +716,28 @@ async fn aggregate(
     }
 }
 
+/// Closes the topic and entity windows due by `now_ms` and hands their alert events on.
 fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedSender<AlertEvent>) {
-    let closed = locks::lock(&shared.windows).advance(now_ms);
-    if closed.is_empty() {
-        return;
-    }
     let model_version = shared.model.current().version.clone();
+    let mut alerts = evaluate_topic_windows(shared, now_ms, &model_version);
+    if let Some(entities) = &shared.entities {
+        alerts.extend(entities.evaluate(now_ms, &model_version, &shared.metrics));
+    }
+    for alert in alerts {
+        announce_alert(shared, &alert);
+        // The receiver lives until every sender is gone; a send error cannot happen before.
+        let _ = alert_queue.send(alert);
+    }
+}
+
+/// Closes the topic windows, runs the detector on them and refreshes the topic metrics; returns the alert events.
+fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> Vec<AlertEvent> {
+    let closed = locks::lock(&shared.windows).advance(now_ms);
     let mut alerts = Vec::new();
     {
         let mut detector = locks::lock(&shared.detector);
         for bucket in &closed {
-            if let Some(event) = detector.on_closed_bucket(bucket, &model_version) {
+            if let Some(event) = detector.on_closed_bucket(bucket, model_version) {
                 alerts.push(event);
             }
             for view in &bucket.views {
@@ -741,25 +765,18 @@ fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedS
             }
         }
     }
-    for alert in alerts {
-        announce_alert(shared, &alert);
-        // The receiver lives until every sender is gone; a send error cannot happen before.
-        let _ = alert_queue.send(alert);
-    }
+    alerts
 }
 
-fn alert_kind(alert: &AlertEvent) -> &'static str {
-    match alert.kind {
-        AlertKind::Firing => "firing",
-        AlertKind::Resolved => "resolved",
-    }
-}
-
-/// Shows an alert where no broker is needed: the metrics, the log line and the observer.
+/// Shows an alert where no broker is needed: the metrics, the log line and the observer. (Entity alerts are
+/// counted by [`EntityWindows::evaluate`], which knows their bounded label.)
 fn announce_alert(shared: &Shared, alert: &AlertEvent) {
-    shared.metrics.alerts.with_label_values(&[&alert.topic, alert_kind(alert)]).inc();
+    if let AlertScope::Topic(topic) = &alert.scope {
+        shared.metrics.alerts.with_label_values(&[topic, alert.kind.as_str()]).inc();
+    }
     match alert.kind {
         AlertKind::Firing => tracing::warn!(
+            scope = alert.scope.kind(),
             topic = %alert.topic,
             detector = alert.detector.as_str(),
             z = alert.z_score,
@@ -768,7 +785,13 @@ fn announce_alert(shared: &Shared, alert: &AlertEvent) {
             alert.summary()
         ),
         AlertKind::Resolved => {
-            tracing::info!(topic = %alert.topic, detector = alert.detector.as_str(), "{}", alert.summary())
+            tracing::info!(
+                scope = alert.scope.kind(),
+                topic = %alert.topic,
+                detector = alert.detector.as_str(),
+                "{}",
+                alert.summary()
+            )
         }
     }
     if let Some(observer) = &shared.observers.alerts {
@@ -805,7 +828,7 @@ async fn publish_alerts(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<
                     alerts_topic,
                     %error,
                     topic = %alert.topic,
-                    kind = alert_kind(&alert),
+                    kind = alert.kind.as_str(),
                     "alert event not published to the alerts topic; it shows only in this log and the metrics"
                 );
             }

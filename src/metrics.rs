@@ -79,6 +79,20 @@ pub struct Metrics {
     pub alert_firing: IntGaugeVec,
     /// Alert transitions. Labels: `topic`, `kind` (`firing` | `resolved`).
     pub alerts: IntCounterVec,
+    /// Share of negative messages mentioning an entity in a view, 0 to 1 (`[entities]`). Labels: `entity` (a watched
+    /// name, one of the top cashtags, or `__other__`: see [`crate::entity::labels`]), `view`.
+    pub entity_negative_rate: GaugeVec,
+    /// Messages mentioning an entity in a view. Labels: `entity`, `view`.
+    pub entity_message_count: IntGaugeVec,
+    /// Negative messages mentioning an entity in a view, what the volume test counts. Labels: `entity`, `view`.
+    pub entity_negative_count: IntGaugeVec,
+    /// Negative messages the volume test's baseline expects in the detection view. Labels: `entity`.
+    pub entity_expected_negative_count: GaugeVec,
+    /// 1 while an alert is firing for the entity (for `__other__`: for any of the entities it holds), else 0.
+    /// Labels: `entity`.
+    pub entity_alert_firing: IntGaugeVec,
+    /// Entity alert transitions. Labels: `entity`, `detector` (`rate` | `volume`), `kind` (`firing` | `resolved`).
+    pub entity_alerts: IntCounterVec,
     /// Messages per inference batch.
     pub batch_size: Histogram,
     /// Seconds spent running the model on one batch.
@@ -232,6 +246,57 @@ impl Metrics {
             &registry,
             IntCounterVec::new(Opts::new("sentmon_alerts_total", "Alert transitions."), &["topic", "kind"])?,
         )?;
+        let entity_negative_rate = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "sentmon_entity_negative_rate_ratio",
+                    "Share of negative messages mentioning the entity in a view.",
+                ),
+                &["entity", "view"],
+            )?,
+        )?;
+        let entity_message_count = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("sentmon_entity_view_messages", "Messages mentioning the entity in a view."),
+                &["entity", "view"],
+            )?,
+        )?;
+        let entity_negative_count = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "sentmon_entity_view_negative_messages",
+                    "Negative messages mentioning the entity in a view.",
+                ),
+                &["entity", "view"],
+            )?,
+        )?;
+        let entity_expected_negative_count = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "sentmon_entity_expected_negative_messages",
+                    "Negative messages the volume baseline expects in the entity's detection view.",
+                ),
+                &["entity"],
+            )?,
+        )?;
+        let entity_alert_firing = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("sentmon_entity_alert_firing", "1 while an alert is firing for the entity."),
+                &["entity"],
+            )?,
+        )?;
+        let entity_alerts = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("sentmon_entity_alerts_total", "Entity alert transitions."),
+                &["entity", "detector", "kind"],
+            )?,
+        )?;
         let batch_size = register(
             &registry,
             Histogram::with_opts(
@@ -347,6 +412,12 @@ impl Metrics {
             spike_z_score,
             alert_firing,
             alerts,
+            entity_negative_rate,
+            entity_message_count,
+            entity_negative_count,
+            entity_expected_negative_count,
+            entity_alert_firing,
+            entity_alerts,
             batch_size,
             inference_duration,
             end_to_end_latency,
@@ -364,6 +435,35 @@ impl Metrics {
             archive_errors,
             archive_records_dropped,
         })
+    }
+
+    /// Creates every watched entity's alert counters at 0, so an alert rule on `increase()` sees the first one
+    /// (as for the counters above), and its `__other__` twin.
+    pub fn create_entity_series(&self, watched: &[String]) {
+        for entity in watched.iter().map(String::as_str).chain([crate::entity::OTHER_ENTITIES]) {
+            for detector in [crate::alert::DetectorKind::Rate, crate::alert::DetectorKind::Volume] {
+                for kind in ["firing", "resolved"] {
+                    self.entity_alerts.with_label_values(&[entity, detector.as_str(), kind]);
+                }
+            }
+        }
+    }
+
+    /// Drops every series of an entity that no longer has a label of its own (see [`crate::entity::labels`]).
+    pub fn remove_entity_series(&self, entity: &str, views: &[String]) {
+        // A series that was never set is already absent: that is the outcome wanted.
+        for view in views {
+            let _ = self.entity_negative_rate.remove_label_values(&[entity, view]);
+            let _ = self.entity_message_count.remove_label_values(&[entity, view]);
+            let _ = self.entity_negative_count.remove_label_values(&[entity, view]);
+        }
+        let _ = self.entity_expected_negative_count.remove_label_values(&[entity]);
+        let _ = self.entity_alert_firing.remove_label_values(&[entity]);
+        for detector in [crate::alert::DetectorKind::Rate, crate::alert::DetectorKind::Volume] {
+            for kind in ["firing", "resolved"] {
+                let _ = self.entity_alerts.remove_label_values(&[entity, detector.as_str(), kind]);
+            }
+        }
     }
 
     /// Marks `version` as the served model and drops every other version's series, so that
@@ -440,6 +540,12 @@ mod tests {
         metrics.spike_z_score.with_label_values(&["earnings"]).set(3.5);
         metrics.alert_firing.with_label_values(&["earnings"]).set(1);
         metrics.alerts.with_label_values(&["earnings", "firing"]).inc();
+        metrics.entity_negative_rate.with_label_values(&["UBS", "5m"]).set(0.5);
+        metrics.entity_message_count.with_label_values(&["UBS", "5m"]).set(8);
+        metrics.entity_negative_count.with_label_values(&["UBS", "5m"]).set(4);
+        metrics.entity_expected_negative_count.with_label_values(&["UBS"]).set(0.7);
+        metrics.entity_alert_firing.with_label_values(&["UBS"]).set(1);
+        metrics.entity_alerts.with_label_values(&["UBS", "volume", "firing"]).inc();
         metrics.batch_size.observe(32.0);
         metrics.inference_duration.observe(0.007);
         metrics.end_to_end_latency.observe(0.12);
@@ -468,6 +574,12 @@ mod tests {
         ("sentmon_spike_z_score", "gauge"),
         ("sentmon_alert_firing", "gauge"),
         ("sentmon_alerts_total", "counter"),
+        ("sentmon_entity_negative_rate_ratio", "gauge"),
+        ("sentmon_entity_view_messages", "gauge"),
+        ("sentmon_entity_view_negative_messages", "gauge"),
+        ("sentmon_entity_expected_negative_messages", "gauge"),
+        ("sentmon_entity_alert_firing", "gauge"),
+        ("sentmon_entity_alerts_total", "counter"),
         ("sentmon_batch_size_messages", "histogram"),
         ("sentmon_inference_duration_seconds", "histogram"),
         ("sentmon_end_to_end_latency_seconds", "histogram"),

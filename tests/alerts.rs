@@ -217,3 +217,133 @@ min_volume = 10
     );
     assert!(daemon.terminate(Duration::from_secs(60)).success());
 }
+
+/// Issue 13: one entity's negative volume jumps tenfold while its negative share stays the same (an
+/// exploding story, not a change of tone). Its messages are spread over whatever topics the model
+/// gives them, yet the entity's own windows fire exactly one alert: a volume alert naming the entity,
+/// with the entity's messages as examples, resolved after the surge. The rate test stays quiet on it.
+#[test]
+fn an_entity_whose_negative_volume_jumps_tenfold_at_a_steady_share_fires_one_volume_alert() {
+    const ENTITY: &str = "Acme Bank";
+    // Two negative and two neutral texts, in a fixed cycle: every bucket holds whole cycles, so the
+    // entity's negative share is the same in every bucket whatever the model makes of each text.
+    const ENTITY_TEXTS: [&str; 4] = [
+        "Acme Bank shares plunge as losses mount and regulators open a fraud probe",
+        "ACME BANK to hold its annual general meeting in Ohio on Tuesday",
+        "acme bank stock tumbles after it slashes its outlook and warns of more defaults",
+        "Acme Bank names a new head of its retail division",
+    ];
+    const BUCKETS_CALM_BEFORE: i64 = 30;
+    const BUCKETS_SURGE: i64 = 6;
+    const BUCKETS_CALM_AFTER: i64 = 24;
+    const BACKGROUND_PER_BUCKET: usize = 20;
+    const ENTITY_CYCLES_CALM: usize = 1;
+    const ENTITY_CYCLES_SURGE: usize = 10;
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    // The demo's stream without a spike, as the background every topic gets.
+    let mut generator =
+        StreamGenerator::new(3, SpikePlan { topic: SPIKE_TOPIC.to_string(), start_after_ms: 0, duration_ms: 0 })
+            .unwrap();
+    let total_buckets = BUCKETS_CALM_BEFORE + BUCKETS_SURGE + BUCKETS_CALM_AFTER;
+    // 1 s buckets ending ten minutes ago: only event time closes them.
+    let start_ms = chrono::Utc::now().timestamp_millis() - 600_000 - total_buckets * 1000;
+    let mut messages = Vec::new();
+    for bucket in 0..total_buckets {
+        let in_surge = (BUCKETS_CALM_BEFORE..BUCKETS_CALM_BEFORE + BUCKETS_SURGE).contains(&bucket);
+        let cycles = if in_surge { ENTITY_CYCLES_SURGE } else { ENTITY_CYCLES_CALM };
+        let background = (0..BACKGROUND_PER_BUCKET).map(|_| generator.next_message(0, 0).text);
+        let entity = ENTITY_TEXTS.iter().cycle().take(cycles * ENTITY_TEXTS.len()).map(|text| text.to_string());
+        let texts: Vec<String> = background.chain(entity).collect();
+        let per_bucket = texts.len();
+        for (index, text) in texts.into_iter().enumerate() {
+            let ts = start_ms + bucket * 1000 + (index * 1000 / per_bucket) as i64;
+            let id = format!("b{bucket}-{index}");
+            // One key, one partition: the stream arrives in event-time order.
+            let payload = serde_json::json!({"id": id, "text": text, "ts": ts}).to_string().into_bytes();
+            messages.push(("stream".to_string(), payload));
+        }
+    }
+    produce_all(broker.bootstrap_servers(), &messages);
+
+    let watchlist = scratch.path().join("watchlist.toml");
+    std::fs::write(
+        &watchlist,
+        format!("[[entity]]\nname = \"{ENTITY}\"\naliases = [\"Acme\"]\n\n[[entity]]\nname = \"Globex\"\n"),
+    )
+    .unwrap();
+    let settings = format!(
+        r#"
+[windows]
+bucket_width_secs = 1
+view_widths_secs = [4]
+allowed_lateness_secs = 0
+idle_close_delay_secs = 3600
+
+[detector]
+view_width_secs = 4
+warmup_buckets = 6
+min_volume = 10
+
+[entities]
+watchlist = "{}"
+"#,
+        watchlist.display()
+    );
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, &settings);
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    let resolved = format!("sentmon_entity_alerts_total{{detector=\"volume\",entity=\"{ENTITY}\",kind=\"resolved\"}}");
+    daemon.wait_for_series(&resolved, 1.0, GENEROUS);
+
+    let alerts: Vec<serde_json::Value> =
+        read_topic(broker.bootstrap_servers(), ALERTS_TOPIC, usize::MAX, Duration::from_secs(5), Duration::ZERO)
+            .iter()
+            .map(json)
+            .collect();
+    let entity_alerts: Vec<&serde_json::Value> =
+        alerts.iter().filter(|alert| alert["scope"]["kind"] == "entity").collect();
+    assert_eq!(entity_alerts.len(), 2, "one firing and its resolution, nothing else on entities: {entity_alerts:?}");
+    let (firing, resolution) = (entity_alerts[0], entity_alerts[1]);
+    assert_eq!((&firing["kind"], &resolution["kind"]), (&"firing".into(), &"resolved".into()), "{entity_alerts:?}");
+    for event in [firing, resolution] {
+        assert_eq!(event["scope"], serde_json::json!({"kind": "entity", "name": ENTITY}), "{event}");
+        assert_eq!(event["detector"], "volume", "the share never moved, so the rate test stays quiet: {event}");
+    }
+    let (negatives, expected) =
+        (firing["negative_count"].as_f64().unwrap(), firing["expected_negative_count"].as_f64().unwrap());
+    assert!(negatives >= 3.0 * expected, "{firing}");
+    let examples = firing["examples"].as_array().unwrap();
+    assert!(!examples.is_empty(), "{firing}");
+    let example_texts: Vec<&str> = examples.iter().map(|example| example["text"].as_str().unwrap()).collect();
+    assert!(
+        example_texts.iter().all(|text| text.to_lowercase().contains("acme")),
+        "the entity's messages: {example_texts:?}"
+    );
+    let distinct: std::collections::BTreeSet<&&str> = example_texts.iter().collect();
+    assert_eq!(distinct.len(), example_texts.len(), "each example text once: {example_texts:?}");
+    assert!(daemon.log().contains(&format!("negative volume surge on entity {ENTITY}")), "{}", daemon.log());
+
+    // The metrics: the entity's own series, the unmentioned watched entity's counters at 0, no rate alert.
+    let metrics = daemon.metrics();
+    for series in [
+        format!("sentmon_entity_alerts_total{{detector=\"volume\",entity=\"{ENTITY}\",kind=\"firing\"}} 1"),
+        format!("sentmon_entity_alerts_total{{detector=\"rate\",entity=\"{ENTITY}\",kind=\"firing\"}} 0"),
+        "sentmon_entity_alerts_total{detector=\"volume\",entity=\"Globex\",kind=\"firing\"} 0".to_owned(),
+        format!("sentmon_entity_alert_firing{{entity=\"{ENTITY}\"}} 0"),
+        format!("sentmon_entity_view_messages{{entity=\"{ENTITY}\",view=\"4s\"}}"),
+    ] {
+        assert!(metrics.contains(&series), "missing `{series}` in:\n{metrics}");
+    }
+    // Enriched records name their entities: the entity's, and none for the background.
+    let records: Vec<serde_json::Value> =
+        read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, 200, GENEROUS, Duration::ZERO).iter().map(json).collect();
+    for record in &records {
+        let names_entity = record["text"].as_str().unwrap().to_lowercase().contains("acme");
+        let expected = if names_entity { serde_json::json!([ENTITY]) } else { serde_json::json!([]) };
+        assert_eq!(record["entities"], expected, "{record}");
+    }
+    assert!(records.iter().any(|record| record["entities"] == serde_json::json!([ENTITY])), "{records:?}");
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+}

@@ -19,6 +19,16 @@ pub enum AlertKind {
     Resolved,
 }
 
+impl AlertKind {
+    /// The label used in metrics and logs: `firing` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
 /// Which test opened a spike episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

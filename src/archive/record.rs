@@ -123,6 +123,7 @@ pub(crate) mod tests {
             sentiment: "negative",
             sentiment_probabilities: SentimentProbabilities { negative: 0.7, neutral: 0.2, positive: 0.1 },
             model_version: "v7",
+            entities: None,
         };
         ArchiveRecord::new(&message, &decoded, &classification, 1_704_164_645_678)
     }
@@ -147,6 +148,7 @@ pub(crate) mod tests {
             sentiment: "negative",
             sentiment_probabilities: SentimentProbabilities { negative: 0.7, neutral: 0.2, positive: 0.1 },
             model_version: "v7",
+            entities: None,
         };
         let record = ArchiveRecord::new(&message, &decoded, &classification, 1_704_164_645_678);
         // Through text, as written to the archive: an `f32` is written as its shortest decimal (0.7).

@@ -402,7 +402,7 @@ mod tests {
     fn a_story_scattered_over_topics_alerts_on_its_entity() {
         let watchlist: crate::entity::Watchlist =
             toml::from_str("[[entity]]\nname = \"Acme Bank\"\ntickers = [\"ACME\"]\n").unwrap();
-        let matcher = EntityMatcher::new(&watchlist).unwrap();
+        let matcher = EntityMatcher::new(&watchlist, true).unwrap();
         let report = run_with(240, Some(matcher), |topic, minute| match topic {
             "Banks" | "Earnings" if (120..130).contains(&minute) => Some((30, "ACME BANK: losses widen, $ACME")),
             "Banks" | "Earnings" => Some((1, "Acme Bank's results")),

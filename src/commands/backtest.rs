@@ -15,7 +15,7 @@ use crate::archive::export::{display_paths, for_each_row, is_json_lines};
 use crate::archive::record::Predicted;
 use crate::backtest::{Backtest, BacktestReport, event_time_text, html};
 use crate::cli::BacktestArgs;
-use crate::config::{Config, DetectorConfig, WindowsConfig};
+use crate::config::{Config, DetectorConfig, EntitiesConfig, WindowsConfig};
 use crate::entity::{EntityMatcher, Watchlist};
 use crate::model::{self, Classifier};
 use crate::pipeline::decode::payload_timestamp_ms;
@@ -102,15 +102,19 @@ struct Runner<'a> {
 }
 
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let (windows, detector) = match &args.config {
+    let (windows, detector, entities) = match &args.config {
         Some(path) => {
             let config = Config::load(Some(path))?;
-            (config.windows, config.detector)
+            (config.windows, config.detector, config.entities)
         }
-        None => (WindowsConfig::default(), DetectorConfig::default()),
+        None => (WindowsConfig::default(), DetectorConfig::default(), EntitiesConfig::default()),
     };
-    let watchlist = args.watchlist.as_deref().map(Watchlist::load).transpose()?;
-    let matcher = watchlist.as_ref().map(EntityMatcher::new).transpose()?;
+    // --watchlist wins over the config's [entities], and counts every cashtag: a backtest shows what would surge.
+    let matcher = match args.watchlist.as_deref() {
+        Some(path) => Some(EntityMatcher::new(&Watchlist::load(path)?, true)?),
+        None => entities.matcher()?,
+    };
+    let watched_entities = matcher.as_ref().map_or(0, |matcher| matcher.watched_names().len());
     let backtest =
         Backtest::new(windows.to_window_config(), detector.to_detector_config(), matcher).map_err(|problems| {
             anyhow::anyhow!("invalid [windows] or [detector] settings: {}; fix them in the config", problems.join("; "))
@@ -134,11 +138,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         backtest,
         classifier: None,
         pending: Vec::with_capacity(args.batch_size),
-        summary: InputSummary {
-            files: files.clone(),
-            watched_entities: watchlist.map_or(0, |watchlist| watchlist.entities.len()),
-            ..InputSummary::default()
-        },
+        summary: InputSummary { files: files.clone(), watched_entities, ..InputSummary::default() },
     };
     let mut bytes_before_file = 0;
     for file in &files {

@@ -2,5 +2,6 @@
 
 pub mod batcher;
 pub mod decode;
+pub mod entities;
 pub mod offsets;
 pub mod record;

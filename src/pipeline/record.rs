@@ -23,12 +23,15 @@ pub struct Classification<'a> {
     pub sentiment: &'static str,
     pub sentiment_probabilities: SentimentProbabilities,
     pub model_version: &'a str,
+    /// The entities the text names (`[entities]`), or `None` when entity tracking is off.
+    pub entities: Option<&'a [String]>,
 }
 
 /// The enriched record's value: every field of the input, then sentmon's fields.
 ///
 /// sentmon's fields are `id` (when the input had one), `topic`, `topic_prob`, `sentiment`, `sentiment_probs`
-/// (`negative`, `neutral`, `positive`), `model_version`, `event_time` and `processed_at` (RFC 3339, UTC, with
+/// (`negative`, `neutral`, `positive`), `entities` (when `[entities]` tracks any: the watched names and cashtags the
+/// text names, sorted, possibly none), `model_version`, `event_time` and `processed_at` (RFC 3339, UTC, with
 /// milliseconds), `event_time_origin`, `source_topic`, `source_partition` and `source_offset`.
 ///
 /// On a name clash sentmon's field wins, so consumers can rely on its meaning, and the input's value is kept under
@@ -49,6 +52,9 @@ pub fn enriched_record(
         "sentiment_probs",
         sentiment_probabilities_value(&classification.sentiment_probabilities),
     );
+    if let Some(entities) = classification.entities {
+        insert_sentmon_field(&mut record, "entities", Value::from(entities.to_vec()));
+    }
     insert_common_fields(&mut record, message, decoded, classification.model_version, processed_at_ms);
     Value::Object(record).to_string().into_bytes()
 }
@@ -193,6 +199,7 @@ mod tests {
             sentiment: "negative",
             sentiment_probabilities: SentimentProbabilities { negative: 0.7, neutral: 0.2, positive: 0.1 },
             model_version: "v7",
+            entities: None,
         }
     }
 
@@ -273,6 +280,19 @@ mod tests {
         let mut names: Vec<String> = record.keys().cloned().collect();
         names.sort_unstable();
         assert_eq!(names, expected_names);
+    }
+
+    #[test]
+    fn entities_are_listed_only_when_entity_tracking_is_on() {
+        assert!(!enrich(r#"{"text":"x"}"#).contains_key("entities"), "no [entities]: no field");
+        let message = input_message(r#"{"text":"UBS and $TSLA slide"}"#);
+        let decoded = decode(&message, InputFormat::Json, 1 << 20, NOW_MS).unwrap();
+        let for_entities = |entities: &[String]| {
+            let classification = Classification { entities: Some(entities), ..classification() };
+            serde_json::from_slice::<Value>(&enriched_record(&message, &decoded, &classification, NOW_MS)).unwrap()
+        };
+        assert_eq!(for_entities(&["UBS".to_owned(), "$TSLA".to_owned()])["entities"], json!(["UBS", "$TSLA"]));
+        assert_eq!(for_entities(&[])["entities"], json!([]), "tracking on, nothing named: an empty list");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`crate::text::dedup_key`] (lower-case alphanumeric runs joined by single spaces, links dropped), so "Credit
 //! Suisse", "CREDIT-SUISSE" and "credit suisse's" all match the name "Credit Suisse", and whole words only ("UBS"
 //! does not match "subsidiary"). One Aho-Corasick automaton holds every name and alias, so the cost per message
-//! does not grow with the watchlist (tested at 10,000 entries).
+//! does not grow with the watchlist (tested at 10,000 entries). [`labels`] bounds the Prometheus series entities get.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -15,6 +15,10 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::text::dedup_key;
+
+pub mod labels;
+
+pub use labels::{EntityLabels, OTHER_ENTITIES};
 
 /// Longest ticker a cashtag may carry, share class included (`$BRK.B`): longer `$` words are amounts or noise.
 const MAX_CASHTAG_CHARS: usize = 8;
@@ -34,7 +38,7 @@ pub struct WatchedEntity {
 }
 
 /// A watchlist file: `[[entity]]` tables (see `examples/watchlist.toml`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Watchlist {
     #[serde(default, rename = "entity")]
@@ -95,11 +99,13 @@ pub struct EntityMatcher {
     automaton: AhoCorasick,
     /// Upper-case ticker -> entity index.
     tickers: HashMap<String, usize>,
+    /// Whether cashtags of no watched entity count as entities of their own (`$TSLA`).
+    unwatched_cashtags: bool,
 }
 
 impl EntityMatcher {
-    /// Builds the matcher of a validated watchlist.
-    pub fn new(watchlist: &Watchlist) -> anyhow::Result<EntityMatcher> {
+    /// Builds the matcher of a validated watchlist; with `unwatched_cashtags`, every other cashtag is an entity too.
+    pub fn new(watchlist: &Watchlist, unwatched_cashtags: bool) -> anyhow::Result<EntityMatcher> {
         let mut patterns = Vec::new();
         let mut pattern_entity = Vec::new();
         let mut tickers = HashMap::new();
@@ -117,11 +123,16 @@ impl EntityMatcher {
         }
         let automaton = AhoCorasick::new(&patterns).context("failed to build the watchlist matcher")?;
         let names = watchlist.entities.iter().map(|entity| entity.name.clone()).collect();
-        Ok(EntityMatcher { names, pattern_entity, automaton, tickers })
+        Ok(EntityMatcher { names, pattern_entity, automaton, tickers, unwatched_cashtags })
     }
 
-    /// The entities of a text, sorted and each once: watched names (by name, alias or ticker cashtag), then
-    /// cashtags of no watched entity as `$TICKER`.
+    /// The watched entities' names, in watchlist order.
+    pub fn watched_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The entities of a text, sorted and each once: watched names (by name, alias or ticker cashtag), then, when
+    /// unwatched cashtags count, cashtags of no watched entity as `$TICKER`.
     pub fn entities(&self, text: &str) -> Vec<String> {
         let mut watched = BTreeSet::new();
         let haystack = format!(" {} ", dedup_key(text));
@@ -136,9 +147,10 @@ impl EntityMatcher {
                 Some(&index) => {
                     watched.insert(index);
                 }
-                None => {
+                None if self.unwatched_cashtags => {
                     unwatched.insert(format!("${ticker}"));
                 }
+                None => {}
             }
         }
         let mut names: Vec<String> = watched.into_iter().map(|index| self.names[index].clone()).collect();
@@ -207,7 +219,7 @@ mod tests {
 
     #[test]
     fn names_aliases_and_tickers_match_whatever_the_case_and_punctuation() {
-        let matcher = EntityMatcher::new(&watchlist()).unwrap();
+        let matcher = EntityMatcher::new(&watchlist(), true).unwrap();
         assert_eq!(matcher.entities("CREDIT-SUISSE shares slump; UBS steps in"), ["Credit Suisse", "UBS"]);
         assert_eq!(matcher.entities("credit suisse's bonds"), ["Credit Suisse"]);
         assert_eq!(matcher.entities("$BAC and $cs fall, $TSLA rises"), ["Bank of America", "Credit Suisse", "$TSLA"]);
@@ -215,6 +227,14 @@ mod tests {
         // Whole words only, and amounts are not cashtags.
         assert!(matcher.entities("a subsidiary raised $5 billion, US$3").is_empty());
         assert_eq!(matcher.entities("UBS CS Group deal"), ["Credit Suisse", "UBS"], "adjacent names both count");
+    }
+
+    #[test]
+    fn unwatched_cashtags_count_only_when_asked() {
+        let matcher = EntityMatcher::new(&watchlist(), false).unwrap();
+        assert_eq!(matcher.entities("$BAC and $cs fall, $TSLA rises"), ["Bank of America", "Credit Suisse"]);
+        let cashtags_only = EntityMatcher::new(&Watchlist::default(), true).unwrap();
+        assert_eq!(cashtags_only.entities("UBS and $TSLA"), ["$TSLA"]);
     }
 
     #[test]
@@ -248,7 +268,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/watchlist.toml");
         let watchlist = Watchlist::load(&path).unwrap();
         assert!(watchlist.entities.len() >= 10);
-        let matcher = EntityMatcher::new(&watchlist).unwrap();
+        let matcher = EntityMatcher::new(&watchlist, true).unwrap();
         assert!(matcher.entities("Fed's Powell says rates stay high").contains(&"Federal Reserve".to_owned()));
     }
 
@@ -261,7 +281,7 @@ mod tests {
                 tickers: vec![format!("I{}", char::from(b'A' + (index % 26) as u8))],
             })
             .collect();
-        let matcher = EntityMatcher::new(&Watchlist { entities }).unwrap();
+        let matcher = EntityMatcher::new(&Watchlist { entities }, true).unwrap();
         let text = "Issuer 4711 Holdings warns on profit as issuer9999 slides; $IB down";
         let started = std::time::Instant::now();
         for _ in 0..10_000 {
