@@ -482,6 +482,13 @@ pub struct DemoArgs {
     /// Topic that gets the negative spike (one of the model's topics).
     #[arg(long, default_value = "Fed | Central Banks")]
     pub spike_topic: String,
+    /// Company whose mentions surge (at the usual negative share) while the spike lasts: the watchlist's volume
+    /// test names it. One of the generator's companies and, to be watched, of the watchlist.
+    #[arg(long, default_value = "JPMorgan Chase")]
+    pub surge_entity: String,
+    /// Watchlist of the entities the demo watches (default: the built-in copy of examples/watchlist.toml).
+    #[arg(long, value_name = "FILE")]
+    pub watchlist: Option<PathBuf>,
     /// Seed of the generated stream.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -532,6 +539,7 @@ pub struct BacktestArgs {
     pub model: PathBuf,
     /// Watchlist of entities (names, aliases, tickers; see examples/watchlist.toml): each watched name and each
     /// cashtag ($AAPL) that messages mention gets windows and a detector of its own, as a scope of the report.
+    /// Without it, the --config file's [entities] settings apply.
     #[arg(long, value_name = "FILE")]
     pub watchlist: Option<PathBuf>,
     /// Classify every row with --model, ignoring archived predictions (to backtest another model).

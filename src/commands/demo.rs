@@ -1,6 +1,8 @@
 //! `sentmon demo`: an embedded broker, a generated headline stream with a negative spike on one
-//! topic, and the full daemon against it, printing each alert as it fires.
+//! topic and a surge of messages about one company, and the full daemon against it (watching the
+//! example watchlist's entities), printing each alert as it fires.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use crate::alert::{AlertEvent, AlertKind};
 use crate::app::{self, Observers};
 use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::demo::generator::{SpikePlan, StreamGenerator};
+use crate::demo::generator::{EntitySurgePlan, SpikePlan, StreamGenerator};
 use crate::ingest::embedded::EmbeddedBroker;
 use crate::ingest::producer::KafkaSink;
 
@@ -33,6 +35,8 @@ const DEMO_CONTEXT_VIEW_SECS: u64 = 300;
 const DEMO_WARMUP_BUCKETS: u64 = 4;
 const DEMO_MIN_VOLUME: u64 = 20;
 const DEMO_COOLDOWN_SECS: u64 = 60;
+/// The example watchlist, built in so the demo runs from any directory; `--watchlist` replaces it.
+const EXAMPLE_WATCHLIST: &str = include_str!("../../examples/watchlist.toml");
 /// Examples printed under each alert.
 const EXAMPLES_SHOWN: usize = 3;
 
@@ -42,24 +46,31 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "--rate {} must be a positive number of messages per second",
         args.rate
     );
-    let generator = StreamGenerator::new(
-        args.seed,
-        SpikePlan {
-            topic: args.spike_topic.clone(),
-            start_after_ms: (args.spike_after * 1000) as i64,
-            duration_ms: (args.spike_duration * 1000) as i64,
-        },
-    )?;
+    let (start_after_ms, duration_ms) = ((args.spike_after * 1000) as i64, (args.spike_duration * 1000) as i64);
+    let generator =
+        StreamGenerator::new(args.seed, SpikePlan { topic: args.spike_topic.clone(), start_after_ms, duration_ms })?
+            .with_entity_surge(EntitySurgePlan { company: args.surge_entity.clone(), start_after_ms, duration_ms })?;
+    // The config names a watchlist file: the built-in one is written to a temporary file for the demo's lifetime.
+    let built_in_watchlist = match &args.watchlist {
+        Some(_) => None,
+        None => {
+            let mut file = tempfile::NamedTempFile::new().context("failed to write the demo's watchlist")?;
+            std::io::Write::write_all(&mut file, EXAMPLE_WATCHLIST.as_bytes())
+                .context("failed to write the demo's watchlist")?;
+            Some(file)
+        }
+    };
+    let watchlist = args.watchlist.clone().or_else(|| built_in_watchlist.as_ref().map(|file| file.path().to_owned()));
     let topics: Vec<String> = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC, ALERTS_TOPIC].map(String::from).to_vec();
     let broker = EmbeddedBroker::start(PARTITIONS, &topics)?;
-    let config = demo_config(args, broker.bootstrap_servers())?;
+    let config = demo_config(args, broker.bootstrap_servers(), watchlist)?;
     let runtime = app::runtime()?;
     let result = runtime.block_on(run_demo(args, config, broker.bootstrap_servers().to_string(), generator));
     broker.stop();
     result
 }
 
-fn demo_config(args: &DemoArgs, bootstrap_servers: &str) -> anyhow::Result<Config> {
+fn demo_config(args: &DemoArgs, bootstrap_servers: &str, watchlist: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut config = Config::default();
     config.kafka.brokers = bootstrap_servers.to_string();
     config.kafka.group_id = "sentmon-demo".to_string();
@@ -77,6 +88,7 @@ fn demo_config(args: &DemoArgs, bootstrap_servers: &str) -> anyhow::Result<Confi
     config.detector.warmup_buckets = DEMO_WARMUP_BUCKETS;
     config.detector.min_volume = DEMO_MIN_VOLUME;
     config.detector.cooldown_secs = DEMO_COOLDOWN_SECS;
+    config.entities.watchlist = watchlist;
     config.validate().map_err(crate::config::ConfigError::Invalid)?;
     Ok(config)
 }
@@ -98,8 +110,8 @@ async fn run_demo(
     );
     println!("  metrics               : http://{http_address}/metrics   (also /healthz, /readyz)");
     println!(
-        "  stream                : {} msg/s across 20 topics; negative spike on \"{}\" from {} s for {} s",
-        args.rate, args.spike_topic, args.spike_after, args.spike_duration
+        "  stream                : {} msg/s across 20 topics; negative spike on \"{}\" and a surge of \"{}\" news from {} s for {} s",
+        args.rate, args.spike_topic, args.surge_entity, args.spike_after, args.spike_duration
     );
     println!(
         "  stop with Ctrl-C{}",

@@ -1,4 +1,6 @@
-//! The demo's message stream: templated financial headlines and investor comments with a planned negative spike.
+//! The demo's message stream: templated financial headlines and investor comments with a planned negative spike on
+//! a topic and, optionally, a surge of messages about one company at its usual negative share (what a watchlist's
+//! volume test catches).
 //!
 //! Pure: a seeded RNG and times passed in, so the same seed and clock give the same stream. The
 //! templates imitate the financial-news tweets the shipped model was trained on (cashtags, broker
@@ -50,6 +52,9 @@ const SPIKE_MAX_VOLUME_SHARE: f64 = 0.5;
 const LINK_SHARE: f64 = 0.5;
 /// Share of headlines followed by hashtags (`#stocks #markets`), a common newswire habit.
 const HASHTAG_SHARE: f64 = 0.15;
+/// During an entity surge, the share of the stream written about the surging company (on top of its usual mentions):
+/// about fifteen times its usual share, since a company fills a `{company}` slot of a few in a hundred messages.
+const ENTITY_SURGE_SHARE: f64 = 0.15;
 /// News reaches the stream a little after it is published: event times lag the clock by up to this.
 const MAX_PUBLISH_DELAY_MS: i64 = 1_500;
 
@@ -58,6 +63,16 @@ const MAX_PUBLISH_DELAY_MS: i64 = 1_500;
 pub struct SpikePlan {
     /// One of [`TOPICS`].
     pub topic: String,
+    pub start_after_ms: i64,
+    pub duration_ms: i64,
+}
+
+/// When and about which company the stream's entity surge happens, relative to the stream's start: more messages
+/// name the company, written negative at the stream's usual share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitySurgePlan {
+    /// One of the generator's companies (e.g. "JPMorgan Chase").
+    pub company: String,
     pub start_after_ms: i64,
     pub duration_ms: i64,
 }
@@ -95,6 +110,7 @@ pub struct StreamGenerator {
     seed: u64,
     spike: SpikePlan,
     spike_topic_index: usize,
+    entity_surge: Option<EntitySurgePlan>,
     next_sequence: u64,
 }
 
@@ -114,7 +130,39 @@ impl StreamGenerator {
             "invalid spike duration {} ms: give a duration >= 0 (0: no spike)",
             spike.duration_ms
         );
-        Ok(StreamGenerator { rng: ChaCha8Rng::seed_from_u64(seed), seed, spike, spike_topic_index, next_sequence: 0 })
+        Ok(StreamGenerator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            spike,
+            spike_topic_index,
+            entity_surge: None,
+            next_sequence: 0,
+        })
+    }
+
+    /// Adds an entity surge to the stream.
+    pub fn with_entity_surge(mut self, surge: EntitySurgePlan) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            COMPANIES.iter().any(|(name, _)| *name == surge.company),
+            "unknown surge company {:?}: choose one of {}",
+            surge.company,
+            COMPANIES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join("; ")
+        );
+        anyhow::ensure!(
+            surge.start_after_ms >= 0 && surge.duration_ms >= 0,
+            "invalid entity surge: start {} ms and duration {} ms must be >= 0",
+            surge.start_after_ms,
+            surge.duration_ms
+        );
+        self.entity_surge = Some(surge);
+        Ok(self)
+    }
+
+    /// Whether a message generated `elapsed_ms` after the stream's start falls in the entity surge.
+    pub fn in_entity_surge(&self, elapsed_ms: i64) -> bool {
+        self.entity_surge.as_ref().is_some_and(|surge| {
+            elapsed_ms >= surge.start_after_ms && elapsed_ms < surge.start_after_ms.saturating_add(surge.duration_ms)
+        })
     }
 
     /// Whether a message generated `elapsed_ms` after the stream's start falls in the spike.
@@ -125,17 +173,27 @@ impl StreamGenerator {
 
     /// The next message, `elapsed_ms` after the stream's start, stamped with event time near `now_ms`.
     pub fn next_message(&mut self, elapsed_ms: i64, now_ms: i64) -> GeneratedMessage {
-        let in_spike = self.in_spike(elapsed_ms);
-        let topic_index = self.choose_topic(in_spike);
-        let sentiment = self.choose_sentiment(in_spike && topic_index == self.spike_topic_index);
-        let topic_templates = &TOPIC_TEMPLATES[topic_index];
-        let templates = match sentiment {
-            Sentiment::Negative => topic_templates.negative,
-            Sentiment::Neutral => topic_templates.neutral,
-            Sentiment::Positive => topic_templates.positive,
+        let surge_company = match &self.entity_surge {
+            Some(surge) if self.in_entity_surge(elapsed_ms) && self.rng.random_bool(ENTITY_SURGE_SHARE) => {
+                Some(surge.company.clone())
+            }
+            _ => None,
         };
-        let template = templates.choose(&mut self.rng).expect("every topic has templates for every sentiment");
-        let mut text = render(template.text, &mut self.rng);
+        let (topic_index, sentiment, template) = match &surge_company {
+            Some(_) => self.choose_company_template(),
+            None => {
+                let in_spike = self.in_spike(elapsed_ms);
+                let topic_index = self.choose_topic(in_spike);
+                let sentiment = self.choose_sentiment(in_spike && topic_index == self.spike_topic_index);
+                let templates = TOPIC_TEMPLATES[topic_index].for_sentiment(sentiment);
+                let template = templates.choose(&mut self.rng).expect("every topic has templates for every sentiment");
+                (topic_index, sentiment, template)
+            }
+        };
+        let topic_templates = &TOPIC_TEMPLATES[topic_index];
+        let preset: Vec<(String, String)> =
+            surge_company.into_iter().map(|company| ("company".to_owned(), company)).collect();
+        let mut text = render(template.text, &preset, &mut self.rng);
         if template.kind == TextKind::Headline {
             self.decorate_headline(&mut text);
         }
@@ -152,6 +210,24 @@ impl StreamGenerator {
             intended_topic: topic_templates.topic,
             intended_sentiment: sentiment.label(),
             event_time_ms: now_ms - publish_delay_ms,
+        }
+    }
+
+    /// A topic, sentiment (the usual shares) and template with a `{company}` slot, for an entity surge's message.
+    fn choose_company_template(&mut self) -> (usize, Sentiment, &'static Template) {
+        loop {
+            let topic_index = self.choose_topic(false);
+            let sentiment = self.choose_sentiment(false);
+            let naming_a_company: Vec<&'static Template> = TOPIC_TEMPLATES[topic_index]
+                .for_sentiment(sentiment)
+                .iter()
+                .filter(|template| template.text.contains("{company}"))
+                .collect();
+            // Most topics have such templates (a unit test checks there are some for every sentiment), so this
+            // ends after a few draws.
+            if let Some(template) = naming_a_company.choose(&mut self.rng) {
+                return (topic_index, sentiment, template);
+            }
         }
     }
 
@@ -272,10 +348,20 @@ struct TopicTemplates {
     positive: &'static [Template],
 }
 
-/// Renders a template, filling each `{slot}`; a slot named twice gets the same value both times
-/// (so "{company}" and "{ticker}" in one text stay the same firm).
-fn render(template: &str, rng: &mut ChaCha8Rng) -> String {
-    let mut filled = SlotValues::default();
+impl TopicTemplates {
+    fn for_sentiment(&self, sentiment: Sentiment) -> &'static [Template] {
+        match sentiment {
+            Sentiment::Negative => self.negative,
+            Sentiment::Neutral => self.neutral,
+            Sentiment::Positive => self.positive,
+        }
+    }
+}
+
+/// Renders a template, filling each `{slot}` (with the `preset` value where one is given); a slot named twice gets
+/// the same value both times (so "{company}" and "{ticker}" in one text stay the same firm).
+fn render(template: &str, preset: &[(String, String)], rng: &mut ChaCha8Rng) -> String {
+    let mut filled = SlotValues { chosen: preset.to_vec() };
     let mut text = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -1185,12 +1271,41 @@ mod tests {
     }
 
     #[test]
+    fn an_entity_surge_multiplies_mentions_of_its_company_at_the_usual_negative_share() {
+        let surge = EntitySurgePlan { company: "Boeing".to_owned(), start_after_ms: 200_000, duration_ms: 100_000 };
+        let mut surging = generator(3).with_entity_surge(surge).unwrap();
+        let mut mentions = |elapsed_ms: i64| {
+            let naming: Vec<GeneratedMessage> = (0..20_000)
+                .map(|_| surging.next_message(elapsed_ms, NOW_MS))
+                .filter(|message| message.text.contains("Boeing"))
+                .collect();
+            let negative = naming.iter().filter(|message| message.intended_sentiment == "negative").count();
+            (naming.len(), negative as f64 / naming.len() as f64)
+        };
+        let (calm, _) = mentions(0);
+        let (surging, negative_share) = mentions(250_000);
+        assert!(surging >= 8 * calm, "{calm} mentions before, {surging} during");
+        assert!((negative_share - BASELINE_NEGATIVE_SHARE).abs() < 0.03, "negative share {negative_share}");
+        let (after, _) = mentions(300_000);
+        assert!(after < 2 * calm, "{calm} mentions before, {after} after");
+        // Every sentiment has templates naming a company, so a surge's messages keep the usual mix.
+        for sentiment in [Sentiment::Negative, Sentiment::Neutral, Sentiment::Positive] {
+            assert!(TOPIC_TEMPLATES.iter().any(|topic| {
+                topic.for_sentiment(sentiment).iter().any(|template| template.text.contains("{company}"))
+            }));
+        }
+        let unknown = EntitySurgePlan { company: "Acme".to_owned(), start_after_ms: 0, duration_ms: 1 };
+        let error = generator(1).with_entity_surge(unknown).err().unwrap().to_string();
+        assert!(error.contains("\"Acme\"") && error.contains("Boeing"), "{error}");
+    }
+
+    #[test]
     fn every_template_renders_without_leftover_slots() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for templates in &TOPIC_TEMPLATES {
             for template in templates.negative.iter().chain(templates.neutral).chain(templates.positive) {
                 for _ in 0..20 {
-                    let text = render(template.text, &mut rng);
+                    let text = render(template.text, &[], &mut rng);
                     assert!(!text.contains('{') && !text.contains('}'), "{:?} rendered as {text:?}", template.text);
                 }
             }
@@ -1201,7 +1316,7 @@ mod tests {
     fn tied_slots_agree_within_a_message() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for _ in 0..200 {
-            let text = render("{company}|{ticker}|{company2}", &mut rng);
+            let text = render("{company}|{ticker}|{company2}", &[], &mut rng);
             let parts: Vec<&str> = text.split('|').collect();
             assert_eq!(company_ticker(parts[0]), parts[1]);
             assert_ne!(parts[0], parts[2]);
