@@ -154,7 +154,10 @@ fn alertmanager_routes_by_severity_groups_by_topic_and_inhibits_consequences() {
     let config = yaml_file(ALERTMANAGER_CONFIG);
     let group_by: Vec<&str> =
         config["route"]["group_by"].as_sequence().unwrap().iter().map(|label| label.as_str().unwrap()).collect();
-    assert!(group_by.contains(&"topic"), "notifications are grouped by topic: {group_by:?}");
+    assert!(
+        group_by.contains(&"topic") && group_by.contains(&"entity"),
+        "notifications are grouped by topic and by entity: {group_by:?}"
+    );
     assert!(!config["inhibit_rules"].as_sequence().unwrap().is_empty());
 
     let Some(amtool) = tool_or_skip(&["amtool"], "prometheus-alertmanager") else { return };
@@ -164,6 +167,10 @@ fn alertmanager_routes_by_severity_groups_by_topic_and_inhibits_consequences() {
         (&["alertname=SentmonStalled", "severity=critical", "job=sentmon"][..], "on-call-pager"),
         (
             &["alertname=SentimentNegativeSpike", "severity=warning", "team=analysts", "topic=Macro"][..],
+            "analysts-chat",
+        ),
+        (
+            &["alertname=SentimentEntityNegativeSurge", "severity=warning", "team=analysts", "entity=UBS"][..],
             "analysts-chat",
         ),
         (&["alertname=SentmonConsumerLagGrowing", "severity=warning", "job=sentmon"][..], "operations-chat"),
@@ -214,6 +221,23 @@ fn the_notification_template_names_the_topic_the_rates_and_the_dashboard() {
     for expected in [summary, "Topic: Fed | Central Banks", &format!("Dashboard: {dashboard}"), "Runbook: https://"] {
         assert!(text.contains(expected), "the message lacks {expected:?}:\n{text}");
     }
+
+    // An entity alert names its entity in the title and the text.
+    let entity_labels =
+        serde_json::json!({"alertname": "SentimentEntityNegativeSurge", "severity": "warning", "entity": "UBS"});
+    let entity_data = serde_json::json!({
+        "receiver": "analysts-chat", "status": "firing",
+        "alerts": [{"status": "firing", "labels": entity_labels, "annotations": {"summary": "negative surge on entity UBS"}}],
+        "groupLabels": {"alertname": "SentimentEntityNegativeSurge", "entity": "UBS"},
+        "commonLabels": entity_labels, "commonAnnotations": {}, "externalURL": "http://alertmanager.example:9093",
+    });
+    std::fs::write(&data_path, entity_data.to_string()).unwrap();
+    assert_eq!(
+        render(r#"{{ template "sentmon.title" . }}"#).trim(),
+        "[FIRING:1] SentimentEntityNegativeSurge on entity UBS"
+    );
+    let text = render(r#"{{ template "sentmon.text" . }}"#);
+    assert!(text.contains("Entity: UBS") && !text.contains("Topic:"), "{text}");
 }
 
 const DASHBOARD: &str = "deploy/grafana/dashboards/sentmon.json";

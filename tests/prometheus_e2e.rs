@@ -63,6 +63,10 @@ allowed_lateness_secs = 2
 view_width_secs = 15
 warmup_buckets = 6
 min_volume = 20
+
+# The generated stream's cashtags ($AAPL...) as entities, so the dashboard's entity panels have data.
+[entities]
+cashtags = true
 "#;
 
 #[test]
