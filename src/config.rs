@@ -426,14 +426,17 @@ pub struct WindowsConfig {
     pub examples_per_bucket: usize,
 }
 
+/// The defaults are the window store's own ([`crate::window::WindowConfig`]), in seconds: one source, so the
+/// daemon and the pure module cannot drift apart (they once did, on the allowed lateness).
 impl Default for WindowsConfig {
     fn default() -> Self {
+        let window = crate::window::WindowConfig::default();
         Self {
-            bucket_width_secs: 60,
-            view_widths_secs: vec![300, 3600],
-            allowed_lateness_secs: 120,
-            idle_close_delay_secs: 30,
-            examples_per_bucket: 5,
+            bucket_width_secs: ms_to_secs(window.bucket_width_ms),
+            view_widths_secs: window.view_widths_ms.iter().map(|&width_ms| ms_to_secs(width_ms)).collect(),
+            allowed_lateness_secs: ms_to_secs(window.allowed_lateness_ms),
+            idle_close_delay_secs: ms_to_secs(window.idle_close_delay_ms),
+            examples_per_bucket: window.examples_per_bucket,
         }
     }
 }
@@ -525,21 +528,23 @@ pub struct DetectorConfig {
     pub volume: crate::alert::VolumeConfig,
 }
 
+/// The defaults are the detector's own ([`crate::alert::DetectorConfig`]), in seconds, as for [`WindowsConfig`].
 impl Default for DetectorConfig {
     fn default() -> Self {
+        let detector = crate::alert::DetectorConfig::default();
         Self {
-            view_width_secs: 300,
-            z_threshold: 3.0,
-            resolve_z_threshold: 1.5,
-            min_volume: 30,
-            wilson_floor: 0.2,
-            wilson_z: 1.96,
-            baseline_alpha: 0.1,
-            warmup_buckets: 10,
-            resolve_after_buckets: 2,
-            cooldown_secs: 600,
-            examples: 5,
-            volume: crate::alert::VolumeConfig::default(),
+            view_width_secs: ms_to_secs(detector.view_width_ms),
+            z_threshold: detector.z_threshold,
+            resolve_z_threshold: detector.resolve_z_threshold,
+            min_volume: detector.min_volume,
+            wilson_floor: detector.wilson_floor,
+            wilson_z: detector.wilson_z,
+            baseline_alpha: detector.baseline_alpha,
+            warmup_buckets: detector.warmup_buckets,
+            resolve_after_buckets: u64::from(detector.resolve_after_buckets),
+            cooldown_secs: ms_to_secs(detector.cooldown_ms),
+            examples: detector.examples,
+            volume: detector.volume,
         }
     }
 }
@@ -612,7 +617,8 @@ impl HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// Longest the drain may take before sentmon exits anyway (uncommitted work is then replayed
-    /// by the next consumer), in seconds. Default 30: Kubernetes' default
+    /// by the next consumer), in seconds: one deadline for the stages' flush, the last alert sends
+    /// and the producer flush; the final commit follows. Default 30: Kubernetes' default
     /// `terminationGracePeriodSeconds`, so set it below that when the pod's period is changed.
     pub grace_secs: u64,
 }
@@ -1233,6 +1239,11 @@ fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs).ok().and_then(|secs_signed| secs_signed.checked_mul(1000)).unwrap_or(i64::MAX)
 }
 
+/// Whole seconds of a non-negative default in milliseconds (the pure modules' defaults are whole seconds).
+fn ms_to_secs(ms: i64) -> u64 {
+    u64::try_from(ms / 1000).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1319,6 +1330,16 @@ mod tests {
         example.kafka.consumer_options = KafkaOptions::default();
         example.kafka.producer_options = KafkaOptions::default();
         assert_eq!(example, Config::default());
+    }
+
+    /// Issue 11: the window settings existed twice with different defaults (allowed lateness 120 s in `[windows]`,
+    /// documented as 30 s on the window store). The daemon's defaults are now the pure modules' own.
+    #[test]
+    fn the_daemon_defaults_are_the_window_store_and_detector_defaults() {
+        let defaults = Config::default();
+        assert_eq!(defaults.windows.to_window_config(), crate::window::WindowConfig::default());
+        assert_eq!(defaults.detector.to_detector_config(), crate::alert::DetectorConfig::default());
+        assert_eq!(defaults.windows.allowed_lateness_secs, 120, "the value the example file and README document");
     }
 
     /// Dotted key paths of every field: leaves, plus empty tables (the pass-through maps).

@@ -344,7 +344,9 @@ mod tests {
         matcher: Option<EntityMatcher>,
         extra: impl Fn(&str, i64) -> Option<(u64, &'static str)>,
     ) -> BacktestReport {
-        let mut backtest = Backtest::new(WindowConfig::default(), DetectorConfig::default(), matcher).unwrap();
+        // 30 s of allowed lateness, which these tests' event times are laid out for.
+        let window = WindowConfig { allowed_lateness_ms: 30_000, ..WindowConfig::default() };
+        let mut backtest = Backtest::new(window, DetectorConfig::default(), matcher).unwrap();
         backtest.set_model_version("test-model");
         let start_ms = 1_700_000_000_000 - 1_700_000_000_000 % MINUTE_MS;
         for minute in 0..minutes {

@@ -25,8 +25,9 @@ pub struct WindowConfig {
     /// detection view, and 1 h, the dashboard's context).
     pub view_widths_ms: Vec<i64>,
     /// How far the watermark may pass a bucket's end before the bucket closes; events for it arriving within that
-    /// time still count. Default 30 000 (30 s): Kafka delivers partitions independently, so one partition's events
-    /// can trail another's by seconds, and 30 s absorbs that at the price of delaying each close by half a bucket.
+    /// time still count. Default 120 000 (2 min): Kafka delivers partitions independently, so one partition's events
+    /// can trail another's by seconds, and producers and ingest add their own delays; 2 min covers those at the price
+    /// of delaying each close by two buckets. (The daemon's `[windows]` defaults are these, in seconds.)
     pub allowed_lateness_ms: i64,
     /// Wall-clock time without event-time progress after which the watermark moves on by itself, so quiet streams
     /// still close their buckets. Default 30 000 (30 s): longer than the batcher's deadline and a broker
@@ -42,7 +43,7 @@ impl Default for WindowConfig {
         Self {
             bucket_width_ms: 60_000,
             view_widths_ms: vec![300_000, 3_600_000],
-            allowed_lateness_ms: 30_000,
+            allowed_lateness_ms: 120_000,
             idle_close_delay_ms: 30_000,
             examples_per_bucket: 5,
         }

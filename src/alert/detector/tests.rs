@@ -358,7 +358,8 @@ fn state_is_none_for_an_unseen_topic_and_z_is_none_before_a_baseline() {
 
 #[test]
 fn a_spike_flowing_through_the_window_store_fires_for_its_topic_only() {
-    let window_config = WindowConfig::default();
+    // 30 s of allowed lateness, which this test's event times are laid out for.
+    let window_config = WindowConfig { allowed_lateness_ms: 30_000, ..WindowConfig::default() };
     let detector_config = DetectorConfig::default();
     assert_eq!(detector_config.validate_with_window(&window_config), Ok(()));
     let mut store = WindowStore::new(window_config).unwrap();
