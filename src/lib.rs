@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod reload;
 pub mod schedule;
+mod stages;
 pub mod supervise;
 pub mod text;
 pub mod window;

@@ -134,49 +134,102 @@ fn wait_for_alert(
 /// the publish is given up, counted, logged and shown on /readyz, and everything else goes on.
 #[test]
 fn alert_events_that_cannot_be_published_stall_neither_windows_nor_offsets() {
-    const BUCKETS_CALM_BEFORE: i64 = 12;
-    const BUCKETS_SPIKE: i64 = 3;
-    const BUCKETS_CALM_AFTER: i64 = 25;
-    const PER_BUCKET: usize = 20;
     let _serial = serial();
     let scratch = tempfile::tempdir().unwrap();
-    let topics = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC].map(String::from);
-    let broker = sentmon::ingest::embedded::EmbeddedBroker::start(PARTITIONS, &topics).unwrap();
+    let unpublishable = UnpublishableAlerts::start(scratch.path(), 20);
+    let (daemon, http_port) = (&unpublishable.daemon, unpublishable.http_port);
 
-    // Calm and spike texts about one topic from the demo's generator, on a compressed event-time
-    // axis of 1 s buckets that ends ten minutes ago (so only event time closes the buckets).
-    let mut generator = StreamGenerator::new(
-        5,
-        SpikePlan { topic: SPIKE_TOPIC.to_string(), start_after_ms: 60_000, duration_ms: 60_000 },
-    )
-    .unwrap();
-    let mut texts = |in_spike: bool, count: usize| -> Vec<String> {
-        let elapsed_ms = if in_spike { 90_000 } else { 0 };
-        std::iter::repeat_with(|| generator.next_message(elapsed_ms, 0))
-            .filter(|message| message.intended_topic == SPIKE_TOPIC)
-            .map(|message| message.text)
-            .take(count)
-            .collect()
-    };
-    let total_buckets = BUCKETS_CALM_BEFORE + BUCKETS_SPIKE + BUCKETS_CALM_AFTER;
-    let start_ms = chrono::Utc::now().timestamp_millis() - 600_000 - total_buckets * 1000;
-    let mut messages = Vec::new();
-    for bucket in 0..total_buckets {
-        let in_spike = (BUCKETS_CALM_BEFORE..BUCKETS_CALM_BEFORE + BUCKETS_SPIKE).contains(&bucket);
-        for (index, text) in texts(in_spike, PER_BUCKET).into_iter().enumerate() {
-            let ts = start_ms + bucket * 1000 + (index * 1000 / PER_BUCKET) as i64;
-            let id = format!("b{bucket}-{index}");
-            // One key, one partition: the stream arrives in event-time order.
-            messages.push((
-                "stream".to_string(),
-                serde_json::json!({"id": id, "text": text, "ts": ts}).to_string().into_bytes(),
-            ));
+    // Detection goes on past the failed publish: the spike fires and then resolves.
+    let firing = format!("sentmon_alerts_total{{kind=\"firing\",topic=\"{SPIKE_TOPIC}\"}}");
+    let resolved = format!("sentmon_alerts_total{{kind=\"resolved\",topic=\"{SPIKE_TOPIC}\"}}");
+    daemon.wait_for_series(&firing, 1.0, GENEROUS);
+    daemon.wait_for_series(&resolved, 1.0, GENEROUS);
+    daemon.wait_for_series("sentmon_alert_publish_failures_total", 1.0, GENEROUS);
+    // Every offset is stored and committed although no alert event got out.
+    daemon.wait_until("every input offset committed", GENEROUS, |_| {
+        committed_offsets(unpublishable.broker.bootstrap_servers(), GROUP_ID, INPUT_TOPIC).values().sum::<i64>()
+            == unpublishable.messages as i64
+    });
+    let (status, body) = http_get(http_port, "/readyz").unwrap();
+    assert!(status == 503 && body.contains("alert_publish_failing"), "{status} {body}");
+    let log = daemon.log();
+    assert!(log.contains(&format!("negative spike on topic {SPIKE_TOPIC}")), "the alert's log line:\n{log}");
+    assert!(
+        log.lines().any(|line| line.contains("alert event not published") && line.contains(ALERTS_TOPIC)),
+        "the failure's log line names the alerts topic:\n{log}"
+    );
+    assert!(unpublishable.daemon.terminate(Duration::from_secs(60)).success());
+}
+
+/// Issue 11, point 3: one drain deadline bounds everything. SIGTERM while an alert event is stuck
+/// in its (bounded, 10 s) publish to a missing alerts topic: the drain used to wait for that
+/// publish past the grace period, then flush the producer for 5 s more; now both end with the
+/// grace period, so the process is gone within it (plus the final commit).
+#[test]
+fn a_drain_ends_within_the_grace_period_even_with_alert_events_stuck_in_publishing() {
+    const GRACE_SECS: u64 = 2;
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let unpublishable = UnpublishableAlerts::start(scratch.path(), GRACE_SECS);
+    let firing = format!("sentmon_alerts_total{{kind=\"firing\",topic=\"{SPIKE_TOPIC}\"}}");
+    unpublishable.daemon.wait_for_series(&firing, 1.0, GENEROUS);
+    // The publisher is now trying the first event for up to 10 s.
+    let status = unpublishable.daemon.terminate(Duration::from_secs(GRACE_SECS + 4));
+    assert!(status.success(), "{status:?}");
+}
+
+/// A daemon whose alerts topic does not exist (and is not created on first use), fed a calm stream
+/// with a spike on [`SPIKE_TOPIC`]: its alerts fire and resolve, and every publish fails.
+struct UnpublishableAlerts {
+    broker: sentmon::ingest::embedded::EmbeddedBroker,
+    daemon: Daemon,
+    http_port: u16,
+    messages: usize,
+}
+
+impl UnpublishableAlerts {
+    fn start(scratch: &std::path::Path, grace_secs: u64) -> UnpublishableAlerts {
+        const BUCKETS_CALM_BEFORE: i64 = 12;
+        const BUCKETS_SPIKE: i64 = 3;
+        const BUCKETS_CALM_AFTER: i64 = 25;
+        const PER_BUCKET: usize = 20;
+        let topics = [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC].map(String::from);
+        let broker = sentmon::ingest::embedded::EmbeddedBroker::start(PARTITIONS, &topics).unwrap();
+
+        // Calm and spike texts about one topic from the demo's generator, on a compressed event-time
+        // axis of 1 s buckets that ends ten minutes ago (so only event time closes the buckets).
+        let mut generator = StreamGenerator::new(
+            5,
+            SpikePlan { topic: SPIKE_TOPIC.to_string(), start_after_ms: 60_000, duration_ms: 60_000 },
+        )
+        .unwrap();
+        let mut texts = |in_spike: bool, count: usize| -> Vec<String> {
+            let elapsed_ms = if in_spike { 90_000 } else { 0 };
+            std::iter::repeat_with(|| generator.next_message(elapsed_ms, 0))
+                .filter(|message| message.intended_topic == SPIKE_TOPIC)
+                .map(|message| message.text)
+                .take(count)
+                .collect()
+        };
+        let total_buckets = BUCKETS_CALM_BEFORE + BUCKETS_SPIKE + BUCKETS_CALM_AFTER;
+        let start_ms = chrono::Utc::now().timestamp_millis() - 600_000 - total_buckets * 1000;
+        let mut messages = Vec::new();
+        for bucket in 0..total_buckets {
+            let in_spike = (BUCKETS_CALM_BEFORE..BUCKETS_CALM_BEFORE + BUCKETS_SPIKE).contains(&bucket);
+            for (index, text) in texts(in_spike, PER_BUCKET).into_iter().enumerate() {
+                let ts = start_ms + bucket * 1000 + (index * 1000 / PER_BUCKET) as i64;
+                let id = format!("b{bucket}-{index}");
+                // One key, one partition: the stream arrives in event-time order.
+                messages.push((
+                    "stream".to_string(),
+                    serde_json::json!({"id": id, "text": text, "ts": ts}).to_string().into_bytes(),
+                ));
+            }
         }
-    }
-    produce_all(broker.bootstrap_servers(), &messages);
+        produce_all(broker.bootstrap_servers(), &messages);
 
-    let http_port = free_port();
-    let settings = r#"
+        let http_port = free_port();
+        let settings = r#"
 [windows]
 bucket_width_secs = 1
 view_widths_secs = [2]
@@ -192,30 +245,12 @@ min_volume = 10
 # The broker would otherwise create the alerts topic on the first alert.
 "allow.auto.create.topics" = "false"
 "#;
-    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, settings);
-    edit_config(&config, "commit_interval_ms = 500", "commit_interval_ms = 500\nrequire_existing_topics = false");
-    let daemon = Daemon::start(&config, http_port, scratch.path());
-
-    // Detection goes on past the failed publish: the spike fires and then resolves.
-    let firing = format!("sentmon_alerts_total{{kind=\"firing\",topic=\"{SPIKE_TOPIC}\"}}");
-    let resolved = format!("sentmon_alerts_total{{kind=\"resolved\",topic=\"{SPIKE_TOPIC}\"}}");
-    daemon.wait_for_series(&firing, 1.0, GENEROUS);
-    daemon.wait_for_series(&resolved, 1.0, GENEROUS);
-    daemon.wait_for_series("sentmon_alert_publish_failures_total", 1.0, GENEROUS);
-    // Every offset is stored and committed although no alert event got out.
-    daemon.wait_until("every input offset committed", GENEROUS, |_| {
-        committed_offsets(broker.bootstrap_servers(), GROUP_ID, INPUT_TOPIC).values().sum::<i64>()
-            == messages.len() as i64
-    });
-    let (status, body) = http_get(http_port, "/readyz").unwrap();
-    assert!(status == 503 && body.contains("alert_publish_failing"), "{status} {body}");
-    let log = daemon.log();
-    assert!(log.contains(&format!("negative spike on topic {SPIKE_TOPIC}")), "the alert's log line:\n{log}");
-    assert!(
-        log.lines().any(|line| line.contains("alert event not published") && line.contains(ALERTS_TOPIC)),
-        "the failure's log line names the alerts topic:\n{log}"
-    );
-    assert!(daemon.terminate(Duration::from_secs(60)).success());
+        let config = write_config(scratch, broker.bootstrap_servers(), http_port, settings);
+        edit_config(&config, "commit_interval_ms = 500", "commit_interval_ms = 500\nrequire_existing_topics = false");
+        edit_config(&config, "grace_secs = 20", &format!("grace_secs = {grace_secs}"));
+        let daemon = Daemon::start(&config, http_port, scratch);
+        UnpublishableAlerts { broker, daemon, http_port, messages: messages.len() }
+    }
 }
 
 /// Issue 13: one entity's negative volume jumps tenfold while its negative share stays the same (an

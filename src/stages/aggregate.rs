@@ -1,0 +1,119 @@
+//! The aggregate stage: on every tick, closes the topic and entity windows due, runs the detector, refreshes the
+//! gauges, announces alerts (metrics, log line, observer) and queues them for publishing, and stores the offsets
+//! completed so far. It never waits on the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::alert::{AlertEvent, AlertKind, AlertScope};
+use crate::app::{now_ms, view_label};
+use crate::locks;
+
+/// How often windows close, alerts are evaluated, offsets are stored and gauges refreshed.
+const AGGREGATE_TICK: Duration = Duration::from_millis(500);
+
+/// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets. Never
+/// waits on the broker: alert events go to [`publish_alerts`] through `alerts`.
+pub(crate) async fn aggregate(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    alerts: mpsc::UnboundedSender<AlertEvent>,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(AGGREGATE_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        evaluate_windows(&shared, now_ms(), &alerts);
+        shared.source.store_completed_offsets();
+    }
+}
+
+/// Closes the topic and entity windows due by `now_ms` and hands their alert events on.
+pub(crate) fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedSender<AlertEvent>) {
+    let model_version = shared.model.current().version.clone();
+    let mut alerts = evaluate_topic_windows(shared, now_ms, &model_version);
+    if let Some(entities) = &shared.entities {
+        alerts.extend(entities.evaluate(now_ms, &model_version, &shared.metrics));
+    }
+    for alert in alerts {
+        announce_alert(shared, &alert);
+        // The receiver lives until every sender is gone; a send error cannot happen before.
+        let _ = alert_queue.send(alert);
+    }
+}
+
+/// Closes the topic windows, runs the detector on them and refreshes the topic metrics; returns the alert events.
+fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> Vec<AlertEvent> {
+    let closed = locks::lock(&shared.windows).advance(now_ms);
+    let mut alerts = Vec::new();
+    {
+        let mut detector = locks::lock(&shared.detector);
+        for bucket in &closed {
+            if let Some(event) = detector.on_closed_bucket(bucket, model_version) {
+                alerts.push(event);
+            }
+            for view in &bucket.views {
+                let view_label = view_label(view.width_ms);
+                shared
+                    .metrics
+                    .negative_rate
+                    .with_label_values(&[&bucket.topic, &view_label])
+                    .set(view.counts.negative_rate());
+                shared
+                    .metrics
+                    .message_count
+                    .with_label_values(&[&bucket.topic, &view_label])
+                    .set(view.counts.total as i64);
+            }
+            if let Some(state) = detector.state(&bucket.topic) {
+                shared.metrics.negative_rate_baseline.with_label_values(&[&bucket.topic]).set(state.baseline_mean);
+                shared
+                    .metrics
+                    .negative_rate_baseline_stddev
+                    .with_label_values(&[&bucket.topic])
+                    .set(state.baseline_std);
+                shared.metrics.spike_z_score.with_label_values(&[&bucket.topic]).set(state.last_z.unwrap_or(0.0));
+                shared.metrics.alert_firing.with_label_values(&[&bucket.topic]).set(i64::from(state.firing.is_some()));
+            }
+        }
+    }
+    alerts
+}
+
+/// Shows an alert where no broker is needed: the metrics, the log line and the observer. (Entity alerts are
+/// counted by [`EntityWindows::evaluate`], which knows their bounded label.)
+fn announce_alert(shared: &Shared, alert: &AlertEvent) {
+    if let AlertScope::Topic(topic) = &alert.scope {
+        shared.metrics.alerts.with_label_values(&[topic, alert.kind.as_str()]).inc();
+    }
+    match alert.kind {
+        AlertKind::Firing => tracing::warn!(
+            scope = alert.scope.kind(),
+            topic = %alert.topic,
+            detector = alert.detector.as_str(),
+            z = alert.z_score,
+            p = alert.negative_count_p_value,
+            "{}",
+            alert.summary()
+        ),
+        AlertKind::Resolved => {
+            tracing::info!(
+                scope = alert.scope.kind(),
+                topic = %alert.topic,
+                detector = alert.detector.as_str(),
+                "{}",
+                alert.summary()
+            )
+        }
+    }
+    if let Some(observer) = &shared.observers.alerts {
+        let _ = observer.send(alert.clone());
+    }
+}

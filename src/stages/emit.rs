@@ -1,0 +1,161 @@
+//! The emit stage: the enriched record of each classified message (or the dead letters of a batch the model failed
+//! on, or the null-answer record of an unsupported language); once acknowledged, the message is counted in its
+//! topic's and entities' windows, archived, and its offset released.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::output::{acquire_record_slot, complete_offset, join_all, reap_finished, send_dead_letter, send_with_retry};
+use super::{PendingMessage, Shared};
+use crate::app::now_ms;
+use crate::archive::ArchiveRecord;
+use crate::locks;
+use crate::model::worker::{ClassifiedBatch, InferenceFailure};
+use crate::pipeline::decode::{DeadLetter, DeadLetterReason};
+use crate::pipeline::record::{self, Classification};
+use crate::text::language::UnsupportedLanguage;
+use crate::window::ObserveOutcome;
+
+/// Sends each classified message's enriched record; once acknowledged, counts it in the
+/// windows and releases its offset.
+pub(crate) async fn emit_batches(
+    shared: Arc<Shared>,
+    mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>,
+) -> anyhow::Result<()> {
+    let mut sends = JoinSet::new();
+    while let Some(batch) = results.recv().await {
+        shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
+        let model = Arc::clone(&batch.model);
+        let predictions = match batch.predictions {
+            Ok(predictions) => predictions,
+            Err(failure) => {
+                dead_letter_failed_batch(&shared, &mut sends, batch.items, &failure, &model.version).await;
+                continue;
+            }
+        };
+        for (pending, prediction) in batch.items.into_iter().zip(predictions) {
+            reap_finished(&mut sends);
+            let permit = acquire_record_slot(&shared).await;
+            let task_shared = Arc::clone(&shared);
+            let model = Arc::clone(&model);
+            sends.spawn(async move {
+                let prediction = match prediction {
+                    Ok(prediction) => prediction,
+                    Err(unsupported) => {
+                        emit_unsupported_language(&task_shared, &pending, &unsupported, &model.version).await;
+                        drop(permit);
+                        return;
+                    }
+                };
+                let topic = model.topic_labels[prediction.topic_index].as_str();
+                let sentiment = prediction.sentiment.label();
+                let entities = task_shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
+                let classification = Classification {
+                    topic,
+                    topic_probability: prediction.topic_probability,
+                    sentiment,
+                    sentiment_probabilities: prediction.sentiment,
+                    model_version: &model.version,
+                    entities: entities.as_deref(),
+                };
+                let processed_at_ms = now_ms();
+                let payload =
+                    record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
+                let output_topic = &task_shared.config.kafka.output_topic;
+                let key = pending.message.key.as_deref();
+                if send_with_retry(&task_shared, "enriched", output_topic, key, &payload, &[]).await {
+                    task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
+                    task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+                    count_in_windows(&task_shared, &pending, &classification, &payload).await;
+                    if let Some(archive) = &task_shared.archive {
+                        let archived =
+                            ArchiveRecord::new(&pending.message, &pending.decoded, &classification, processed_at_ms);
+                        // Before the offset is released: a stalled archive holds back consumption.
+                        archive.archive(archived).await;
+                    }
+                    complete_offset(&task_shared, &pending.message);
+                }
+                drop(permit);
+            });
+        }
+    }
+    join_all(&mut sends).await;
+    Ok(())
+}
+
+/// The model failed on this batch: each of its messages goes to the dead-letter topic as
+/// `inference_failed`, with its original bytes so it can be replayed once the model is fixed, and
+/// its offset then completes, so the partition moves on and the process keeps serving.
+async fn dead_letter_failed_batch(
+    shared: &Arc<Shared>,
+    sends: &mut JoinSet<()>,
+    items: Vec<PendingMessage>,
+    failure: &InferenceFailure,
+    model_version: &str,
+) {
+    tracing::error!(
+        model_version,
+        messages = items.len(),
+        cause = %failure.cause,
+        "inference failed on a batch; its messages go to the dead-letter topic"
+    );
+    let detail = format!("model {model_version}: {}", failure.cause);
+    let dead_letter = Arc::new(DeadLetter::new(DeadLetterReason::InferenceFailed, detail));
+    for pending in items {
+        reap_finished(sends);
+        let permit = acquire_record_slot(shared).await;
+        let task_shared = Arc::clone(shared);
+        let dead_letter = Arc::clone(&dead_letter);
+        sends.spawn(async move {
+            send_dead_letter(&task_shared, &pending.message, &dead_letter).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn count_in_windows(
+    shared: &Shared,
+    pending: &PendingMessage,
+    classification: &Classification<'_>,
+    payload: &[u8],
+) {
+    let observation = record::observation(&pending.message, &pending.decoded, classification);
+    let now_ms = now_ms();
+    let outcome = locks::lock(&shared.windows).observe(&observation, now_ms);
+    if let (ObserveOutcome::Counted, Some(windows), Some(entities)) =
+        (outcome, &shared.entities, classification.entities)
+    {
+        windows.observe(&observation, entities, now_ms);
+    }
+    if outcome == ObserveOutcome::Late {
+        shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();
+        if let Some(late_topic) = &shared.config.kafka.late_topic {
+            send_with_retry(shared, "late", late_topic, pending.message.key.as_deref(), payload, &[]).await;
+        }
+    }
+}
+
+/// A message in a language the model does not serve: forwarded with null answers and counted, but kept out of the
+/// windows (its "sentiment" would be a guess) and the archive (which holds the model's predictions, for labelling).
+async fn emit_unsupported_language(
+    shared: &Shared,
+    pending: &PendingMessage,
+    unsupported: &UnsupportedLanguage,
+    model_version: &str,
+) {
+    let payload = record::unsupported_language_record(
+        &pending.message,
+        &pending.decoded,
+        &unsupported.language,
+        model_version,
+        now_ms(),
+    );
+    let key = pending.message.key.as_deref();
+    if send_with_retry(shared, "enriched", &shared.config.kafka.output_topic, key, &payload, &[]).await {
+        shared.metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
+        shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+        complete_offset(shared, &pending.message);
+    }
+}
