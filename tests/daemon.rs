@@ -374,3 +374,37 @@ fn after_a_rebalance_only_the_owner_exports_a_partitions_lag() {
     assert!(first.terminate(Duration::from_secs(30)).success());
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
+
+/// Issue 11, point 3: records of one key reach the output topic in their input order (Kafka's
+/// per-key ordering, which downstream consumers rely on). Emit used to hand each record to its own
+/// spawned task, and the order in which tasks first ran (and so enqueued their record) was the
+/// runtime's, not the input's.
+#[test]
+fn records_of_one_key_keep_their_input_order_in_the_output() {
+    const MESSAGES: usize = 3_000;
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let messages: Vec<(String, Vec<u8>)> = (0..MESSAGES)
+        .map(|index| {
+            let payload = serde_json::json!({"id": format!("m{index:05}"), "text": format!("Stocks rally as bank {index} beats")});
+            ("one-key".to_string(), payload.to_string().into_bytes())
+        })
+        .collect();
+    produce_all(broker.bootstrap_servers(), &messages);
+    let http_port = free_port();
+    let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    let daemon = Daemon::start(&config, http_port, scratch.path());
+    let records = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, MESSAGES, GENEROUS, SETTLE);
+    assert_eq!(records.len(), MESSAGES, "every message enriched once");
+    let ids: Vec<String> = records.iter().map(|record| json(record)["id"].as_str().unwrap().to_owned()).collect();
+    let out_of_order: Vec<(&String, &String)> =
+        ids.windows(2).filter(|pair| pair[0] > pair[1]).map(|pair| (&pair[0], &pair[1])).collect();
+    assert!(
+        out_of_order.is_empty(),
+        "{} records of one key out of order, e.g. {:?}",
+        out_of_order.len(),
+        &out_of_order[..out_of_order.len().min(5)]
+    );
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -16,6 +17,8 @@ pub struct KafkaSink {
 /// librdkafka's batching delay: a few milliseconds batch records without adding noticeable
 /// latency against the 20 ms micro-batch deadline.
 const DEFAULT_LINGER_MS: &str = "5";
+/// How long [`KafkaSink::enqueue`] waits before offering a record again to a full local queue.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
 impl KafkaSink {
     /// `options` pass straight to librdkafka and may override the defaults, but never the
@@ -31,6 +34,43 @@ impl KafkaSink {
         let producer: FutureProducer =
             client_config.create().context("failed to create the Kafka producer (check kafka.producer_options)")?;
         Ok(KafkaSink { producer })
+    }
+
+    /// Hands one record to librdkafka now and returns a future of the broker's acknowledgement.
+    /// Records handed over in order are written in that order to their partition (with
+    /// idempotence, retries included): call it from one task, in input order, to keep Kafka's
+    /// per-key order. Waits for queue space rather than failing when librdkafka's local queue is
+    /// full, like [`KafkaSink::send`].
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<impl std::future::Future<Output = Result<(), KafkaError>> + Send + use<>, KafkaError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((error, _))) => Err(error),
+                            Err(_) => Err(KafkaError::Canceled),
+                        }
+                    });
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    // The queue drains as the broker acknowledges; the same short wait rdkafka's own
+                    // `send` polls with.
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
     }
 
     /// Sends one record and waits for the broker's acknowledgement. Waits for queue space rather

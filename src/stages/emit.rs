@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::output::{acquire_record_slot, complete_offset, join_all, reap_finished, send_dead_letter, send_with_retry};
+use super::output::{
+    acquire_record_slot, complete_offset, enqueue_with_retry, join_all, reap_finished, send_dead_letter,
+    send_with_retry,
+};
 use super::{PendingMessage, Shared};
 use crate::app::now_ms;
 use crate::archive::ArchiveRecord;
@@ -20,6 +23,10 @@ use crate::window::ObserveOutcome;
 
 /// Sends each classified message's enriched record; once acknowledged, counts it in the
 /// windows and releases its offset.
+///
+/// Records are handed to the producer here, one after another in input order (Kafka keeps a
+/// key's order only in the order records are enqueued); each acknowledgement is then awaited by
+/// a task of its own, so a batch's records are in flight together.
 pub(crate) async fn emit_batches(
     shared: Arc<Shared>,
     mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>,
@@ -38,34 +45,50 @@ pub(crate) async fn emit_batches(
         for (pending, prediction) in batch.items.into_iter().zip(predictions) {
             reap_finished(&mut sends);
             let permit = acquire_record_slot(&shared).await;
+            let prediction = match prediction {
+                Ok(prediction) => prediction,
+                Err(unsupported) => {
+                    let delivered = emit_unsupported_language(&shared, &pending, &unsupported, &model.version).await;
+                    let task_shared = Arc::clone(&shared);
+                    sends.spawn(async move {
+                        if delivered.await {
+                            let metrics = &task_shared.metrics;
+                            metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
+                            metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+                            complete_offset(&task_shared, &pending.message);
+                        }
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
+            let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
+            let classification = Classification {
+                topic: model.topic_labels[prediction.topic_index].as_str(),
+                topic_probability: prediction.topic_probability,
+                sentiment: prediction.sentiment.label(),
+                sentiment_probabilities: prediction.sentiment,
+                model_version: &model.version,
+                entities: entities.as_deref(),
+            };
+            let processed_at_ms = now_ms();
+            let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
+            let output_topic = shared.config.kafka.output_topic.clone();
+            let key = pending.message.key.clone();
+            let delivered = enqueue_with_retry(&shared, "enriched", output_topic, key, payload.clone()).await;
             let task_shared = Arc::clone(&shared);
             let model = Arc::clone(&model);
             sends.spawn(async move {
-                let prediction = match prediction {
-                    Ok(prediction) => prediction,
-                    Err(unsupported) => {
-                        emit_unsupported_language(&task_shared, &pending, &unsupported, &model.version).await;
-                        drop(permit);
-                        return;
-                    }
-                };
-                let topic = model.topic_labels[prediction.topic_index].as_str();
-                let sentiment = prediction.sentiment.label();
-                let entities = task_shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
-                let classification = Classification {
-                    topic,
-                    topic_probability: prediction.topic_probability,
-                    sentiment,
-                    sentiment_probabilities: prediction.sentiment,
-                    model_version: &model.version,
-                    entities: entities.as_deref(),
-                };
-                let processed_at_ms = now_ms();
-                let payload =
-                    record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
-                let output_topic = &task_shared.config.kafka.output_topic;
-                let key = pending.message.key.as_deref();
-                if send_with_retry(&task_shared, "enriched", output_topic, key, &payload, &[]).await {
+                if delivered.await {
+                    let classification = Classification {
+                        topic: model.topic_labels[prediction.topic_index].as_str(),
+                        topic_probability: prediction.topic_probability,
+                        sentiment: prediction.sentiment.label(),
+                        sentiment_probabilities: prediction.sentiment,
+                        model_version: &model.version,
+                        entities: entities.as_deref(),
+                    };
+                    let (topic, sentiment) = (classification.topic, classification.sentiment);
                     task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
                     task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
                     count_in_windows(&task_shared, &pending, &classification, &payload).await;
@@ -137,14 +160,16 @@ async fn count_in_windows(
     }
 }
 
-/// A message in a language the model does not serve: forwarded with null answers and counted, but kept out of the
-/// windows (its "sentiment" would be a guess) and the archive (which holds the model's predictions, for labelling).
+/// A message in a language the model does not serve: forwarded with null answers (enqueued now, in
+/// input order; the returned future says whether it was acknowledged), then counted, but kept out
+/// of the windows (its "sentiment" would be a guess) and the archive (which holds the model's
+/// predictions, for labelling).
 async fn emit_unsupported_language(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     pending: &PendingMessage,
     unsupported: &UnsupportedLanguage,
     model_version: &str,
-) {
+) -> impl std::future::Future<Output = bool> + Send + use<> {
     let payload = record::unsupported_language_record(
         &pending.message,
         &pending.decoded,
@@ -152,10 +177,6 @@ async fn emit_unsupported_language(
         model_version,
         now_ms(),
     );
-    let key = pending.message.key.as_deref();
-    if send_with_retry(shared, "enriched", &shared.config.kafka.output_topic, key, &payload, &[]).await {
-        shared.metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
-        shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
-        complete_offset(shared, &pending.message);
-    }
+    let output_topic = shared.config.kafka.output_topic.clone();
+    enqueue_with_retry(shared, "enriched", output_topic, pending.message.key.clone(), payload).await
 }
