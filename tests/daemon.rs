@@ -378,7 +378,7 @@ fn after_a_rebalance_only_the_owner_exports_a_partitions_lag() {
 /// Issue 11, point 3: records of one key reach the output topic in their input order (Kafka's
 /// per-key ordering, which downstream consumers rely on). Emit used to hand each record to its own
 /// spawned task, and the order in which tasks first ran (and so enqueued their record) was the
-/// runtime's, not the input's.
+/// runtime's, not the input's; and with two workers a later batch could finish first.
 #[test]
 fn records_of_one_key_keep_their_input_order_in_the_output() {
     const MESSAGES: usize = 3_000;
@@ -394,6 +394,8 @@ fn records_of_one_key_keep_their_input_order_in_the_output() {
     produce_all(broker.bootstrap_servers(), &messages);
     let http_port = free_port();
     let config = write_config(scratch.path(), broker.bootstrap_servers(), http_port, "");
+    // Two workers: batches then finish in either order, and emit must still write them in input order.
+    edit_config(&config, "watch_interval_secs = 1", "watch_interval_secs = 1\nworkers = 2");
     let daemon = Daemon::start(&config, http_port, scratch.path());
     let records = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, MESSAGES, GENEROUS, SETTLE);
     assert_eq!(records.len(), MESSAGES, "every message enriched once");

@@ -5,3 +5,4 @@ pub mod decode;
 pub mod entities;
 pub mod offsets;
 pub mod record;
+pub mod reorder;

@@ -18,6 +18,7 @@ use crate::locks;
 use crate::model::worker::{ClassifiedBatch, InferenceFailure};
 use crate::pipeline::decode::{DeadLetter, DeadLetterReason};
 use crate::pipeline::record::{self, Classification};
+use crate::pipeline::reorder::InOrder;
 use crate::text::language::UnsupportedLanguage;
 use crate::window::ObserveOutcome;
 
@@ -32,80 +33,92 @@ pub(crate) async fn emit_batches(
     mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>,
 ) -> anyhow::Result<()> {
     let mut sends = JoinSet::new();
+    let mut in_order = InOrder::default();
     while let Some(batch) = results.recv().await {
-        shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
-        let model = Arc::clone(&batch.model);
-        let predictions = match batch.predictions {
-            Ok(predictions) => predictions,
-            Err(failure) => {
-                dead_letter_failed_batch(&shared, &mut sends, batch.items, &failure, &model.version).await;
+        // Batches carry contiguous runs of sequence numbers and are never empty.
+        let first = batch.items.first().map_or(0, |pending| pending.sequence);
+        let len = batch.items.len();
+        for batch in in_order.push(first, len, batch) {
+            emit_batch(&shared, &mut sends, batch).await;
+        }
+    }
+    debug_assert_eq!(in_order.waiting(), 0, "every batch comes back from the workers");
+    join_all(&mut sends).await;
+    Ok(())
+}
+
+/// Enqueues one batch's records, in order, and spawns the tasks that await their acknowledgements.
+async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: ClassifiedBatch<PendingMessage>) {
+    shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
+    let model = Arc::clone(&batch.model);
+    let predictions = match batch.predictions {
+        Ok(predictions) => predictions,
+        Err(failure) => {
+            dead_letter_failed_batch(shared, sends, batch.items, &failure, &model.version).await;
+            return;
+        }
+    };
+    for (pending, prediction) in batch.items.into_iter().zip(predictions) {
+        reap_finished(sends);
+        let permit = acquire_record_slot(shared).await;
+        let prediction = match prediction {
+            Ok(prediction) => prediction,
+            Err(unsupported) => {
+                let delivered = emit_unsupported_language(shared, &pending, &unsupported, &model.version).await;
+                let task_shared = Arc::clone(shared);
+                sends.spawn(async move {
+                    if delivered.await {
+                        let metrics = &task_shared.metrics;
+                        metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
+                        metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+                        complete_offset(&task_shared, &pending.message);
+                    }
+                    drop(permit);
+                });
                 continue;
             }
         };
-        for (pending, prediction) in batch.items.into_iter().zip(predictions) {
-            reap_finished(&mut sends);
-            let permit = acquire_record_slot(&shared).await;
-            let prediction = match prediction {
-                Ok(prediction) => prediction,
-                Err(unsupported) => {
-                    let delivered = emit_unsupported_language(&shared, &pending, &unsupported, &model.version).await;
-                    let task_shared = Arc::clone(&shared);
-                    sends.spawn(async move {
-                        if delivered.await {
-                            let metrics = &task_shared.metrics;
-                            metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
-                            metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
-                            complete_offset(&task_shared, &pending.message);
-                        }
-                        drop(permit);
-                    });
-                    continue;
+        let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
+        let classification = Classification {
+            topic: model.topic_labels[prediction.topic_index].as_str(),
+            topic_probability: prediction.topic_probability,
+            sentiment: prediction.sentiment.label(),
+            sentiment_probabilities: prediction.sentiment,
+            model_version: &model.version,
+            entities: entities.as_deref(),
+        };
+        let processed_at_ms = now_ms();
+        let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
+        let output_topic = shared.config.kafka.output_topic.clone();
+        let key = pending.message.key.clone();
+        let delivered = enqueue_with_retry(shared, "enriched", output_topic, key, payload.clone()).await;
+        let task_shared = Arc::clone(shared);
+        let model = Arc::clone(&model);
+        sends.spawn(async move {
+            if delivered.await {
+                let classification = Classification {
+                    topic: model.topic_labels[prediction.topic_index].as_str(),
+                    topic_probability: prediction.topic_probability,
+                    sentiment: prediction.sentiment.label(),
+                    sentiment_probabilities: prediction.sentiment,
+                    model_version: &model.version,
+                    entities: entities.as_deref(),
+                };
+                let (topic, sentiment) = (classification.topic, classification.sentiment);
+                task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
+                task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+                count_in_windows(&task_shared, &pending, &classification, &payload).await;
+                if let Some(archive) = &task_shared.archive {
+                    let archived =
+                        ArchiveRecord::new(&pending.message, &pending.decoded, &classification, processed_at_ms);
+                    // Before the offset is released: a stalled archive holds back consumption.
+                    archive.archive(archived).await;
                 }
-            };
-            let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
-            let classification = Classification {
-                topic: model.topic_labels[prediction.topic_index].as_str(),
-                topic_probability: prediction.topic_probability,
-                sentiment: prediction.sentiment.label(),
-                sentiment_probabilities: prediction.sentiment,
-                model_version: &model.version,
-                entities: entities.as_deref(),
-            };
-            let processed_at_ms = now_ms();
-            let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
-            let output_topic = shared.config.kafka.output_topic.clone();
-            let key = pending.message.key.clone();
-            let delivered = enqueue_with_retry(&shared, "enriched", output_topic, key, payload.clone()).await;
-            let task_shared = Arc::clone(&shared);
-            let model = Arc::clone(&model);
-            sends.spawn(async move {
-                if delivered.await {
-                    let classification = Classification {
-                        topic: model.topic_labels[prediction.topic_index].as_str(),
-                        topic_probability: prediction.topic_probability,
-                        sentiment: prediction.sentiment.label(),
-                        sentiment_probabilities: prediction.sentiment,
-                        model_version: &model.version,
-                        entities: entities.as_deref(),
-                    };
-                    let (topic, sentiment) = (classification.topic, classification.sentiment);
-                    task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
-                    task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
-                    count_in_windows(&task_shared, &pending, &classification, &payload).await;
-                    if let Some(archive) = &task_shared.archive {
-                        let archived =
-                            ArchiveRecord::new(&pending.message, &pending.decoded, &classification, processed_at_ms);
-                        // Before the offset is released: a stalled archive holds back consumption.
-                        archive.archive(archived).await;
-                    }
-                    complete_offset(&task_shared, &pending.message);
-                }
-                drop(permit);
-            });
-        }
+                complete_offset(&task_shared, &pending.message);
+            }
+            drop(permit);
+        });
     }
-    join_all(&mut sends).await;
-    Ok(())
 }
 
 /// The model failed on this batch: each of its messages goes to the dead-letter topic as

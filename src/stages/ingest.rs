@@ -35,6 +35,8 @@ pub(crate) async fn consume(
     let mut dead_letters = JoinSet::new();
     // Messages that arrived while the partitions were paused, handled before polling again.
     let mut held = VecDeque::new();
+    // Numbers the messages handed to the batcher, in order, for emit's reordering.
+    let mut next_sequence: u64 = 0;
     loop {
         let message = match held.pop_front() {
             Some(held_message) => Ok(held_message),
@@ -59,7 +61,8 @@ pub(crate) async fn consume(
                 let Ok(slot) = wait_for_room(&shared, decoded_sender.reserve(), &mut held).await else {
                     break;
                 };
-                slot.send(PendingMessage { message, decoded });
+                slot.send(PendingMessage { message, decoded, sequence: next_sequence });
+                next_sequence += 1;
             }
             Err(dead_letter) => {
                 let permit = wait_for_room(&shared, acquire_record_slot(&shared), &mut held).await;

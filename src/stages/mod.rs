@@ -38,6 +38,9 @@ pub(crate) const MAX_RECORDS_IN_FLIGHT: usize = 10_000;
 pub struct PendingMessage {
     pub message: InputMessage,
     pub decoded: DecodedMessage,
+    /// Its place among the messages handed to the batcher (0, 1, 2...): emit puts the batches that
+    /// workers finish out of order back in this order (`crate::pipeline::reorder`).
+    pub sequence: u64,
 }
 
 impl HasText for PendingMessage {
