@@ -15,7 +15,8 @@ use super::{PendingMessage, Shared};
 use crate::app::now_ms;
 use crate::archive::ArchiveRecord;
 use crate::locks;
-use crate::model::worker::{ClassifiedBatch, InferenceFailure};
+use crate::model::Prediction;
+use crate::model::worker::{ClassifiedBatch, InferenceFailure, ModelIdentity};
 use crate::pipeline::decode::{DeadLetter, DeadLetterReason};
 use crate::pipeline::record::{self, Classification};
 use crate::pipeline::reorder::InOrder;
@@ -79,14 +80,7 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
             }
         };
         let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
-        let classification = Classification {
-            topic: model.topic_labels[prediction.topic_index].as_str(),
-            topic_probability: prediction.topic_probability,
-            sentiment: prediction.sentiment.label(),
-            sentiment_probabilities: prediction.sentiment,
-            model_version: &model.version,
-            entities: entities.as_deref(),
-        };
+        let classification = classify_as(&model, &prediction, entities.as_deref());
         let processed_at_ms = now_ms();
         let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
         let output_topic = shared.config.kafka.output_topic.clone();
@@ -96,14 +90,7 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
         let model = Arc::clone(&model);
         sends.spawn(async move {
             if delivered.await {
-                let classification = Classification {
-                    topic: model.topic_labels[prediction.topic_index].as_str(),
-                    topic_probability: prediction.topic_probability,
-                    sentiment: prediction.sentiment.label(),
-                    sentiment_probabilities: prediction.sentiment,
-                    model_version: &model.version,
-                    entities: entities.as_deref(),
-                };
+                let classification = classify_as(&model, &prediction, entities.as_deref());
                 let (topic, sentiment) = (classification.topic, classification.sentiment);
                 task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
                 task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
@@ -118,6 +105,22 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
             }
             drop(permit);
         });
+    }
+}
+
+/// What the model said about one message, as the record, windows and archive take it.
+fn classify_as<'a>(
+    model: &'a ModelIdentity,
+    prediction: &Prediction,
+    entities: Option<&'a [String]>,
+) -> Classification<'a> {
+    Classification {
+        topic: model.topic_labels[prediction.topic_index].as_str(),
+        topic_probability: prediction.topic_probability,
+        sentiment: prediction.sentiment.label(),
+        sentiment_probabilities: prediction.sentiment,
+        model_version: &model.version,
+        entities,
     }
 }
 
