@@ -133,6 +133,10 @@ pub struct Metrics {
     pub archive_records_dropped: IntCounter,
 }
 
+/// The `detector` and `kind` label pairs of `sentmon_entity_alerts_total`.
+const ENTITY_ALERT_LABELS: [(&str, &str); 4] =
+    [("rate", "firing"), ("rate", "resolved"), ("volume", "firing"), ("volume", "resolved")];
+
 impl Metrics {
     /// Builds every metric and registers it on a fresh registry.
     ///
@@ -441,10 +445,8 @@ impl Metrics {
     /// (as for the counters above), and its `__other__` twin.
     pub fn create_entity_series(&self, watched: &[String]) {
         for entity in watched.iter().map(String::as_str).chain([crate::entity::OTHER_ENTITIES]) {
-            for detector in [crate::alert::DetectorKind::Rate, crate::alert::DetectorKind::Volume] {
-                for kind in ["firing", "resolved"] {
-                    self.entity_alerts.with_label_values(&[entity, detector.as_str(), kind]);
-                }
+            for (detector, kind) in ENTITY_ALERT_LABELS {
+                self.entity_alerts.with_label_values(&[entity, detector, kind]);
             }
         }
     }
@@ -459,10 +461,8 @@ impl Metrics {
         }
         let _ = self.entity_expected_negative_count.remove_label_values(&[entity]);
         let _ = self.entity_alert_firing.remove_label_values(&[entity]);
-        for detector in [crate::alert::DetectorKind::Rate, crate::alert::DetectorKind::Volume] {
-            for kind in ["firing", "resolved"] {
-                let _ = self.entity_alerts.remove_label_values(&[entity, detector.as_str(), kind]);
-            }
+        for (detector, kind) in ENTITY_ALERT_LABELS {
+            let _ = self.entity_alerts.remove_label_values(&[entity, detector, kind]);
         }
     }
 

@@ -160,15 +160,12 @@ impl StreamGenerator {
 
     /// Whether a message generated `elapsed_ms` after the stream's start falls in the entity surge.
     pub fn in_entity_surge(&self, elapsed_ms: i64) -> bool {
-        self.entity_surge.as_ref().is_some_and(|surge| {
-            elapsed_ms >= surge.start_after_ms && elapsed_ms < surge.start_after_ms.saturating_add(surge.duration_ms)
-        })
+        self.entity_surge.as_ref().is_some_and(|surge| within(surge.start_after_ms, surge.duration_ms, elapsed_ms))
     }
 
     /// Whether a message generated `elapsed_ms` after the stream's start falls in the spike.
     pub fn in_spike(&self, elapsed_ms: i64) -> bool {
-        elapsed_ms >= self.spike.start_after_ms
-            && elapsed_ms < self.spike.start_after_ms.saturating_add(self.spike.duration_ms)
+        within(self.spike.start_after_ms, self.spike.duration_ms, elapsed_ms)
     }
 
     /// The next message, `elapsed_ms` after the stream's start, stamped with event time near `now_ms`.
@@ -346,6 +343,11 @@ struct TopicTemplates {
     negative: &'static [Template],
     neutral: &'static [Template],
     positive: &'static [Template],
+}
+
+/// Whether `elapsed_ms` falls in the span of `duration_ms` that starts `start_after_ms` into the stream.
+fn within(start_after_ms: i64, duration_ms: i64, elapsed_ms: i64) -> bool {
+    elapsed_ms >= start_after_ms && elapsed_ms < start_after_ms.saturating_add(duration_ms)
 }
 
 impl TopicTemplates {

@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 
 pub struct KafkaSink {
     producer: FutureProducer,
@@ -17,8 +15,9 @@ pub struct KafkaSink {
 /// librdkafka's batching delay: a few milliseconds batch records without adding noticeable
 /// latency against the 20 ms micro-batch deadline.
 const DEFAULT_LINGER_MS: &str = "5";
-/// How long [`KafkaSink::enqueue`] waits before offering a record again to a full local queue.
-const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
+/// How long [`KafkaSink::enqueue`] waits before offering a record again to a full local queue:
+/// what rdkafka's own `FutureProducer::send` waits, which the sends used before.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 
 impl KafkaSink {
     /// `options` pass straight to librdkafka and may override the defaults, but never the
@@ -40,16 +39,25 @@ impl KafkaSink {
     /// Records handed over in order are written in that order to their partition (with
     /// idempotence, retries included): call it from one task, in input order, to keep Kafka's
     /// per-key order. Waits for queue space rather than failing when librdkafka's local queue is
-    /// full, like [`KafkaSink::send`].
+    /// full: that is the backpressure that slows consumption when the output is slower than the
+    /// input.
     pub async fn enqueue(
         &self,
         topic: &str,
         key: Option<&[u8]>,
         payload: &[u8],
+        headers: &[(&str, String)],
     ) -> Result<impl std::future::Future<Output = Result<(), KafkaError>> + Send + use<>, KafkaError> {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if !headers.is_empty() {
+            let mut owned_headers = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, value) in headers {
+                owned_headers = owned_headers.insert(Header { key: name, value: Some(value.as_bytes()) });
+            }
+            record = record.headers(owned_headers);
         }
         loop {
             match self.producer.send_result(record) {
@@ -64,8 +72,7 @@ impl KafkaSink {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
-                    // The queue drains as the broker acknowledges; the same short wait rdkafka's own
-                    // `send` polls with.
+                    // The queue drains as the broker acknowledges.
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
                 Err((error, _)) => return Err(error),
@@ -73,9 +80,8 @@ impl KafkaSink {
         }
     }
 
-    /// Sends one record and waits for the broker's acknowledgement. Waits for queue space rather
-    /// than failing when librdkafka's local queue is full: that is the backpressure that slows
-    /// consumption when the output is slower than the input.
+    /// Sends one record and waits for the broker's acknowledgement: [`KafkaSink::enqueue`], then
+    /// the acknowledgement.
     pub async fn send(
         &self,
         topic: &str,
@@ -83,18 +89,7 @@ impl KafkaSink {
         payload: &[u8],
         headers: &[(&str, String)],
     ) -> Result<(), KafkaError> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if !headers.is_empty() {
-            let mut owned_headers = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, value) in headers {
-                owned_headers = owned_headers.insert(Header { key: name, value: Some(value.as_bytes()) });
-            }
-            record = record.headers(owned_headers);
-        }
-        self.producer.send(record, Timeout::Never).await.map(|_| ()).map_err(|(error, _)| error)
+        self.enqueue(topic, key, payload, headers).await?.await
     }
 
     /// Waits up to `timeout` for every queued record to be delivered.

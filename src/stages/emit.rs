@@ -68,7 +68,7 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
                 let delivered = emit_unsupported_language(shared, &pending, &unsupported, &model.version).await;
                 let task_shared = Arc::clone(shared);
                 sends.spawn(async move {
-                    if delivered.await {
+                    if delivered.await.is_some() {
                         let metrics = &task_shared.metrics;
                         metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
                         metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
@@ -85,11 +85,11 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
         let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
         let output_topic = shared.config.kafka.output_topic.clone();
         let key = pending.message.key.clone();
-        let delivered = enqueue_with_retry(shared, "enriched", output_topic, key, payload.clone()).await;
+        let delivered = enqueue_with_retry(shared, "enriched", output_topic, key, payload).await;
         let task_shared = Arc::clone(shared);
         let model = Arc::clone(&model);
         sends.spawn(async move {
-            if delivered.await {
+            if let Some(payload) = delivered.await {
                 let classification = classify_as(&model, &prediction, entities.as_deref());
                 let (topic, sentiment) = (classification.topic, classification.sentiment);
                 task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
@@ -177,7 +177,7 @@ async fn count_in_windows(
 }
 
 /// A message in a language the model does not serve: forwarded with null answers (enqueued now, in
-/// input order; the returned future says whether it was acknowledged), then counted, but kept out
+/// input order; the returned future resolves once it is acknowledged), then counted, but kept out
 /// of the windows (its "sentiment" would be a guess) and the archive (which holds the model's
 /// predictions, for labelling).
 async fn emit_unsupported_language(
@@ -185,7 +185,7 @@ async fn emit_unsupported_language(
     pending: &PendingMessage,
     unsupported: &UnsupportedLanguage,
     model_version: &str,
-) -> impl std::future::Future<Output = bool> + Send + use<> {
+) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + use<> {
     let payload = record::unsupported_language_record(
         &pending.message,
         &pending.decoded,

@@ -63,8 +63,8 @@ pub(crate) async fn acquire_record_slot(shared: &Shared) -> tokio::sync::OwnedSe
 
 /// Hands a record to the producer now, so records enqueued one after another keep that order on
 /// their partition (Kafka's per-key order), and returns a future that resolves once it is
-/// acknowledged (true): if its first delivery fails, it is sent again as [`send_with_retry`]
-/// does, until acknowledged or the drain is abandoned (false). A retried record may land after
+/// acknowledged, to the payload (so the caller needs no copy of it), or to `None` when the drain
+/// was abandoned first: a first delivery that fails is sent again as [`send_with_retry`] does. A retried record may land after
 /// records enqueued later; librdkafka's idempotent producer retries transient errors itself, so
 /// that takes a failure it gave up on.
 pub(crate) async fn enqueue_with_retry(
@@ -73,15 +73,15 @@ pub(crate) async fn enqueue_with_retry(
     topic: String,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
-) -> impl std::future::Future<Output = bool> + Send + use<> {
-    let first_try = shared.sink.enqueue(&topic, key.as_deref(), &payload).await;
+) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + use<> {
+    let first_try = shared.sink.enqueue(&topic, key.as_deref(), &payload, &[]).await;
     let shared = Arc::clone(shared);
     async move {
         let error = match first_try {
             Ok(delivery) => match delivery.await {
                 Ok(()) => {
                     shared.metrics.records_produced.with_label_values(&[output]).inc();
-                    return true;
+                    return Some(payload);
                 }
                 Err(error) => error,
             },
@@ -89,7 +89,7 @@ pub(crate) async fn enqueue_with_retry(
         };
         shared.metrics.produce_failures.with_label_values(&[output]).inc();
         tracing::warn!(%error, topic, "produce failed; retrying");
-        send_with_retry(&shared, output, &topic, key.as_deref(), &payload, &[]).await
+        send_with_retry(&shared, output, &topic, key.as_deref(), &payload, &[]).await.then_some(payload)
     }
 }
 
