@@ -22,13 +22,12 @@ use crate::archive;
 use crate::config::Config;
 use crate::faults::Faults;
 use crate::http::{self, Readiness};
-use crate::ingest::consumer::{ConsumerShared, KafkaSource};
+use crate::ingest::consumer::KafkaSource;
 use crate::ingest::producer::KafkaSink;
 use crate::ingest::topics;
 use crate::metrics::Metrics;
 use crate::model::worker::{InferencePool, LoadedModel};
 use crate::pipeline::entities::EntityWindows;
-use crate::pipeline::offsets::OffsetTracker;
 use crate::stages::aggregate::{aggregate, evaluate_windows};
 use crate::stages::alert_publish::publish_alerts;
 use crate::stages::batch::cut_batches;
@@ -42,6 +41,10 @@ use crate::{registry, reload, schedule};
 /// Batches waiting for a model worker. Small: more only adds latency; one per worker plus one
 /// keeps every worker busy while the next batch is cut.
 const INFERENCE_QUEUE_BATCHES_PER_WORKER: usize = 2;
+
+/// Consumed messages waiting to be decoded: one batch's worth, so the polling thread pauses the
+/// partitions soon after the pipeline stalls.
+const CONSUMED_QUEUE_BATCHES: usize = 1;
 
 /// Decoded messages waiting for the batcher: a few batches' worth, so a slow model stops the
 /// consumer quickly (backpressure) instead of filling memory.
@@ -107,15 +110,9 @@ pub async fn run(
     readiness.set_model_loaded(true);
     tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
 
-    let offsets = Arc::new(Mutex::new(OffsetTracker::default()));
-    let source = KafkaSource::new(
-        &config,
-        ConsumerShared {
-            offsets: Arc::clone(&offsets),
-            metrics: Arc::clone(&metrics),
-            readiness: Arc::clone(&readiness),
-        },
-    )?;
+    let (consumed_sender, consumed) = mpsc::channel(CONSUMED_QUEUE_BATCHES * config.batch.max_size);
+    let (source, completions) =
+        KafkaSource::start(&config, Arc::clone(&metrics), Arc::clone(&readiness), consumed_sender)?;
     let sink = KafkaSink::new(&config.kafka.brokers, config.kafka.producer_options.iter())?;
     let windows = WindowStore::new(config.windows.to_window_config())
         .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
@@ -132,8 +129,7 @@ pub async fn run(
         metrics,
         readiness,
         sink,
-        source,
-        offsets,
+        completions,
         model: model_switch,
         windows: Mutex::new(windows),
         detector: Mutex::new(detector),
@@ -151,7 +147,7 @@ pub async fn run(
     let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
     let aggregate_stop = CancellationToken::new();
     let (alert_sender, alert_queue) = mpsc::unbounded_channel();
-    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), decoded_sender, stop_polling.clone()));
+    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), consumed, decoded_sender, stop_polling.clone()));
     stages.spawn(Stage::Batch, cut_batches(Arc::clone(&shared), decoded, pool));
     stages.spawn(Stage::Emit, emit_batches(Arc::clone(&shared), results));
     stages.spawn(Stage::AlertPublish, publish_alerts(Arc::clone(&shared), alert_queue));
@@ -191,6 +187,7 @@ pub async fn run(
     // period its supervisor gives it (plus the final commit), never several timeouts later.
     let deadline = tokio::time::Instant::now() + shared.config.shutdown.grace();
     stop_polling.cancel();
+    source.stop_polling();
     let drain = async {
         // The consumer stops polling and flushes into the batcher, which flushes into the
         // workers, whose results emit sends: each ends when the one before it has.
@@ -229,8 +226,7 @@ pub async fn run(
         if let Err(error) = flush_shared.sink.flush(flush_time) {
             tracing::warn!(%error, "producer flush failed");
         }
-        flush_shared.source.commit_now();
-        flush_shared.source.unsubscribe();
+        source.finish();
     })
     .await
     .context("final commit failed")?;
@@ -295,12 +291,12 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The daemon's runtime. At least two worker threads: a revoke callback blocks the consumer's
-/// thread while it waits for in-flight messages, and the emit path must keep running meanwhile.
-/// Inference does not run here (it has its own threads).
+/// The daemon's runtime, with tokio's default worker count (one per core, or
+/// `TOKIO_WORKER_THREADS`): nothing blocks a worker, since polling Kafka and waiting on a revoke
+/// happen on the polling thread and inference on the model workers' threads, so one worker is
+/// enough.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .thread_name("sentmon-io")
         .enable_all()
         .build()

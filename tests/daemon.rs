@@ -152,6 +152,50 @@ fn two_daemons_in_one_group_split_the_partitions_and_process_everything() {
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
 
+/// Issue 11, point 3: a revoke waits for the revoked partitions' in-flight messages, and used to
+/// do it by sleeping in the rebalance callback on a tokio worker, so the runtime was pinned to two
+/// workers (with one, emit could not run while the callback slept: the wait timed out and the next
+/// owner re-read those messages). The polling thread now owns the offsets and takes completions
+/// off a channel while it waits, so a daemon on one runtime worker hands partitions over mid-stream
+/// without losing or repeating a message.
+#[test]
+fn a_member_joining_mid_stream_takes_partitions_over_exactly_on_one_runtime_worker() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let one_worker = [("TOKIO_WORKER_THREADS", "1")];
+    let first_port = free_port();
+    let first_config = write_config(scratch.path(), broker.bootstrap_servers(), first_port, "");
+    let first = Daemon::start_with_env(&first_config, first_port, scratch.path(), &one_worker);
+    first.wait_ready(GENEROUS);
+    let messages = headline_messages(3000, "handover");
+    let feed = Feed::start(broker.bootstrap_servers(), messages.clone(), 300);
+    first.wait_until("the first member to classify a second's worth", GENEROUS, |daemon| {
+        daemon.metric_sum("sentmon_messages_classified_total") >= 300.0
+    });
+
+    let second_port = free_port();
+    let second_config = write_config(scratch.path(), broker.bootstrap_servers(), second_port, "");
+    let second = Daemon::start_with_env(&second_config, second_port, scratch.path(), &one_worker);
+    second.wait_ready(GENEROUS);
+    assert_eq!(feed.finish(), messages.len());
+    let all = read_topic(broker.bootstrap_servers(), OUTPUT_TOPIC, messages.len(), GENEROUS, SETTLE);
+    let ids: Vec<String> = all.iter().map(|record| json(record)["id"].as_str().unwrap().to_string()).collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    let logs = format!("first:\n{}\nsecond:\n{}", first.log(), second.log());
+    assert_eq!(unique.len(), messages.len(), "nothing lost in the handover; {logs}");
+    assert_eq!(ids.len(), unique.len(), "no message emitted twice: the revoke waited for its in-flight ones; {logs}");
+    let revokes = metric_value(&first.metrics(), "sentmon_rebalances_total{kind=\"revoke\"}");
+    assert!(revokes >= 1.0, "the first member gave partitions up");
+    let (first_count, second_count) =
+        (first.metric_sum("sentmon_messages_consumed_total"), second.metric_sum("sentmon_messages_consumed_total"));
+    assert!(second_count > 0.0, "the second member took a share");
+    assert_eq!(first_count + second_count, messages.len() as f64, "no message consumed twice; {logs}");
+    assert!(!logs.contains("revoke drain timed out"), "{logs}");
+    assert!(first.terminate(Duration::from_secs(30)).success());
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}
+
 #[test]
 fn a_second_signal_during_a_stuck_drain_exits_at_once() {
     let _serial = serial();

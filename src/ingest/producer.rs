@@ -92,6 +92,12 @@ impl KafkaSink {
         self.enqueue(topic, key, payload, headers).await?.await
     }
 
+    /// Whether the cluster answers a metadata request within `timeout` (blocking: call it from a
+    /// blocking thread). The producer's client asks: the consumer belongs to its polling thread.
+    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+        self.producer.client().fetch_metadata(None, timeout).is_ok()
+    }
+
     /// Waits up to `timeout` for every queued record to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)

@@ -61,13 +61,18 @@ impl EntityWindows {
         self.matcher.entities(text)
     }
 
-    /// Counts a classified message under each of its entities. Whether it is late was decided, and counted, for
-    /// its topic: both stores follow the same event time.
-    pub fn observe(&self, observation: &Observation, entities: &[String], now_ms: i64) {
+    /// Counts each classified message of a batch under each of its entities, under one lock. Whether a message is
+    /// late was decided, and counted, for its topic: both stores follow the same event time.
+    pub fn observe_batch(&self, observations: &[(Observation, &[String])], now_ms: i64) {
+        if observations.is_empty() {
+            return;
+        }
         let mut windows = locks::lock(&self.windows);
-        for entity in entities {
-            let mentioned = Observation { topic: entity.clone(), ..observation.clone() };
-            let _ = windows.observe(&mentioned, now_ms);
+        for (observation, entities) in observations {
+            for entity in *entities {
+                let mentioned = Observation { topic: entity.clone(), ..observation.clone() };
+                let _ = windows.observe(&mentioned, now_ms);
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The aggregate stage: on every tick, closes the topic and entity windows due, runs the detector, refreshes the
-//! gauges, announces alerts (metrics, log line, observer) and queues them for publishing, and stores the offsets
-//! completed so far. It never waits on the broker.
+//! gauges, and announces alerts (metrics, log line, observer) and queues them for publishing. It never waits on the
+//! broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +13,10 @@ use crate::alert::{AlertEvent, AlertKind, AlertScope};
 use crate::app::{now_ms, view_label};
 use crate::locks;
 
-/// How often windows close, alerts are evaluated, offsets are stored and gauges refreshed.
+/// How often windows close, alerts are evaluated and gauges refreshed.
 const AGGREGATE_TICK: Duration = Duration::from_millis(500);
 
-/// Closes windows on time, evaluates spikes, refreshes gauges and stores completed offsets. Never
+/// Closes windows on time, evaluates spikes and refreshes gauges. Never
 /// waits on the broker: alert events go to [`publish_alerts`] through `alerts`.
 pub(crate) async fn aggregate(
     shared: Arc<Shared>,
@@ -31,7 +31,6 @@ pub(crate) async fn aggregate(
             _ = ticker.tick() => {}
         }
         evaluate_windows(&shared, now_ms(), &alerts);
-        shared.source.store_completed_offsets();
     }
 }
 

@@ -1,19 +1,20 @@
 //! The emit stage: the enriched record of each classified message (or the dead letters of a batch the model failed
-//! on, or the null-answer record of an unsupported language); once acknowledged, the message is counted in its
-//! topic's and entities' windows, archived, and its offset released.
+//! on, or the null-answer record of an unsupported language), enqueued in input order; once a batch's records are
+//! acknowledged, its messages are counted in their topic's and entities' windows and archived, and their offsets
+//! released, once per batch.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 
 use super::output::{
-    acquire_record_slot, complete_offset, enqueue_with_retry, join_all, reap_finished, send_dead_letter,
-    send_with_retry,
+    acquire_record_slot, enqueue_with_retry, join_all, reap_finished, send_dead_letter, send_with_retry,
 };
 use super::{PendingMessage, Shared};
 use crate::app::now_ms;
 use crate::archive::ArchiveRecord;
+use crate::ingest::consumer::MessagePosition;
 use crate::locks;
 use crate::model::Prediction;
 use crate::model::worker::{ClassifiedBatch, InferenceFailure, ModelIdentity};
@@ -23,12 +24,12 @@ use crate::pipeline::reorder::InOrder;
 use crate::text::language::UnsupportedLanguage;
 use crate::window::ObserveOutcome;
 
-/// Sends each classified message's enriched record; once acknowledged, counts it in the
-/// windows and releases its offset.
+/// Sends each classified message's enriched record; once a batch's records are acknowledged,
+/// counts them in the windows and releases their offsets, once for the whole batch.
 ///
 /// Records are handed to the producer here, one after another in input order (Kafka keeps a
-/// key's order only in the order records are enqueued); each acknowledgement is then awaited by
-/// a task of its own, so a batch's records are in flight together.
+/// key's order only in the order records are enqueued); a task per batch then awaits their
+/// acknowledgements, so a batch's records are in flight together, and so are several batches'.
 pub(crate) async fn emit_batches(
     shared: Arc<Shared>,
     mut results: mpsc::Receiver<ClassifiedBatch<PendingMessage>>,
@@ -40,6 +41,7 @@ pub(crate) async fn emit_batches(
         let first = batch.items.first().map_or(0, |pending| pending.sequence);
         let len = batch.items.len();
         for batch in in_order.push(first, len, batch) {
+            reap_finished(&mut sends);
             emit_batch(&shared, &mut sends, batch).await;
         }
     }
@@ -48,7 +50,30 @@ pub(crate) async fn emit_batches(
     Ok(())
 }
 
-/// Enqueues one batch's records, in order, and spawns the tasks that await their acknowledgements.
+/// What the model answered for one message of a batch.
+enum Answer {
+    Classified {
+        prediction: Prediction,
+        entities: Option<Vec<String>>,
+    },
+    /// A language the model does not serve: forwarded with null answers, counted, but kept out of
+    /// the windows (its "sentiment" would be a guess) and the archive (which holds the model's
+    /// predictions, for labelling).
+    Unsupported(UnsupportedLanguage),
+}
+
+/// One message whose record is enqueued, with what is done once the record is acknowledged.
+struct Enqueued<Delivery> {
+    pending: PendingMessage,
+    answer: Answer,
+    processed_at_ms: i64,
+    delivery: Delivery,
+    /// Its place among the records in flight, held until it is acknowledged.
+    slot: OwnedSemaphorePermit,
+}
+
+/// Enqueues one batch's records, in order, and spawns the task that finishes the batch once they
+/// are acknowledged.
 async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: ClassifiedBatch<PendingMessage>) {
     shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
     let model = Arc::clone(&batch.model);
@@ -59,53 +84,115 @@ async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: Classi
             return;
         }
     };
+    let mut enqueued = Vec::with_capacity(batch.items.len());
     for (pending, prediction) in batch.items.into_iter().zip(predictions) {
-        reap_finished(sends);
-        let permit = acquire_record_slot(shared).await;
-        let prediction = match prediction {
-            Ok(prediction) => prediction,
+        let slot = acquire_record_slot(shared).await;
+        let processed_at_ms = now_ms();
+        let (answer, payload) = match prediction {
+            Ok(prediction) => {
+                let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
+                let classification = classify_as(&model, &prediction, entities.as_deref());
+                let payload =
+                    record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
+                (Answer::Classified { prediction, entities }, payload)
+            }
             Err(unsupported) => {
-                let delivered = emit_unsupported_language(shared, &pending, &unsupported, &model.version).await;
-                let task_shared = Arc::clone(shared);
-                sends.spawn(async move {
-                    if delivered.await.is_some() {
-                        let metrics = &task_shared.metrics;
-                        metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
-                        metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
-                        complete_offset(&task_shared, &pending.message);
-                    }
-                    drop(permit);
-                });
+                let payload = record::unsupported_language_record(
+                    &pending.message,
+                    &pending.decoded,
+                    &unsupported.language,
+                    &model.version,
+                    processed_at_ms,
+                );
+                (Answer::Unsupported(unsupported), payload)
+            }
+        };
+        let output_topic = shared.config.kafka.output_topic.clone();
+        let key = pending.message.key.clone();
+        let delivery = enqueue_with_retry(shared, "enriched", output_topic, key, payload).await;
+        enqueued.push(Enqueued { pending, answer, processed_at_ms, delivery, slot });
+    }
+    sends.spawn(finish_batch(Arc::clone(shared), model, enqueued));
+}
+
+/// Awaits a batch's acknowledgements, then counts the acknowledged messages (one window update for
+/// the batch), sends the late ones to the late topic, archives them, and completes their offsets
+/// (one completion for the batch). A record whose drain was abandoned is not completed: it is
+/// read again after the restart.
+async fn finish_batch<Delivery>(shared: Arc<Shared>, model: Arc<ModelIdentity>, enqueued: Vec<Enqueued<Delivery>>)
+where
+    Delivery: std::future::Future<Output = Option<Vec<u8>>>,
+{
+    let mut acknowledged = Vec::with_capacity(enqueued.len());
+    for Enqueued { pending, answer, processed_at_ms, delivery, slot } in enqueued {
+        if let Some(payload) = delivery.await {
+            acknowledged.push((pending, answer, processed_at_ms, payload));
+        }
+        drop(slot);
+    }
+    let late = count_in_windows(&shared, &model, &acknowledged);
+    if let Some(late_topic) = &shared.config.kafka.late_topic {
+        for index in late {
+            let (pending, _, _, payload) = &acknowledged[index];
+            send_with_retry(&shared, "late", late_topic, pending.message.key.as_deref(), payload, &[]).await;
+        }
+    }
+    if let Some(archive) = &shared.archive {
+        for (pending, answer, processed_at_ms, _) in &acknowledged {
+            if let Answer::Classified { prediction, entities } = answer {
+                let classification = classify_as(&model, prediction, entities.as_deref());
+                let archived =
+                    ArchiveRecord::new(&pending.message, &pending.decoded, &classification, *processed_at_ms);
+                // Before the offset is released: a stalled archive holds back consumption.
+                archive.archive(archived).await;
+            }
+        }
+    }
+    let positions = acknowledged.iter().map(|(pending, ..)| MessagePosition::of(&pending.message)).collect();
+    shared.completions.complete(positions);
+}
+
+/// Counts a batch's acknowledged messages: the metrics, then the topic and entity windows under one
+/// lock each. Returns the indices of the messages that came too late for their window.
+fn count_in_windows(
+    shared: &Shared,
+    model: &ModelIdentity,
+    acknowledged: &[(PendingMessage, Answer, i64, Vec<u8>)],
+) -> Vec<usize> {
+    let metrics = &shared.metrics;
+    let now_ms = now_ms();
+    let mut late = Vec::new();
+    let mut entity_observations = Vec::new();
+    let mut windows = locks::lock(&shared.windows);
+    for (index, (pending, answer, _, _)) in acknowledged.iter().enumerate() {
+        metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+        let (prediction, entities) = match answer {
+            Answer::Classified { prediction, entities } => (prediction, entities),
+            Answer::Unsupported(unsupported) => {
+                metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
                 continue;
             }
         };
-        let entities = shared.entities.as_ref().map(|windows| windows.entities(&pending.decoded.text));
-        let classification = classify_as(&model, &prediction, entities.as_deref());
-        let processed_at_ms = now_ms();
-        let payload = record::enriched_record(&pending.message, &pending.decoded, &classification, processed_at_ms);
-        let output_topic = shared.config.kafka.output_topic.clone();
-        let key = pending.message.key.clone();
-        let delivered = enqueue_with_retry(shared, "enriched", output_topic, key, payload).await;
-        let task_shared = Arc::clone(shared);
-        let model = Arc::clone(&model);
-        sends.spawn(async move {
-            if let Some(payload) = delivered.await {
-                let classification = classify_as(&model, &prediction, entities.as_deref());
-                let (topic, sentiment) = (classification.topic, classification.sentiment);
-                task_shared.metrics.messages_classified.with_label_values(&[topic, sentiment]).inc();
-                task_shared.metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
-                count_in_windows(&task_shared, &pending, &classification, &payload).await;
-                if let Some(archive) = &task_shared.archive {
-                    let archived =
-                        ArchiveRecord::new(&pending.message, &pending.decoded, &classification, processed_at_ms);
-                    // Before the offset is released: a stalled archive holds back consumption.
-                    archive.archive(archived).await;
+        let classification = classify_as(model, prediction, entities.as_deref());
+        metrics.messages_classified.with_label_values(&[classification.topic, classification.sentiment]).inc();
+        let observation = record::observation(&pending.message, &pending.decoded, &classification);
+        match windows.observe(&observation, now_ms) {
+            ObserveOutcome::Counted => {
+                if let Some(entities) = classification.entities.filter(|entities| !entities.is_empty()) {
+                    entity_observations.push((observation, entities));
                 }
-                complete_offset(&task_shared, &pending.message);
             }
-            drop(permit);
-        });
+            ObserveOutcome::Late => {
+                metrics.messages_late.with_label_values(&[classification.topic]).inc();
+                late.push(index);
+            }
+        }
     }
+    drop(windows);
+    if let Some(entity_windows) = &shared.entities {
+        entity_windows.observe_batch(&entity_observations, now_ms);
+    }
+    late
 }
 
 /// What the model said about one message, as the record, windows and archive take it.
@@ -152,47 +239,4 @@ async fn dead_letter_failed_batch(
             drop(permit);
         });
     }
-}
-
-async fn count_in_windows(
-    shared: &Shared,
-    pending: &PendingMessage,
-    classification: &Classification<'_>,
-    payload: &[u8],
-) {
-    let observation = record::observation(&pending.message, &pending.decoded, classification);
-    let now_ms = now_ms();
-    let outcome = locks::lock(&shared.windows).observe(&observation, now_ms);
-    if let (ObserveOutcome::Counted, Some(windows), Some(entities)) =
-        (outcome, &shared.entities, classification.entities)
-    {
-        windows.observe(&observation, entities, now_ms);
-    }
-    if outcome == ObserveOutcome::Late {
-        shared.metrics.messages_late.with_label_values(&[classification.topic]).inc();
-        if let Some(late_topic) = &shared.config.kafka.late_topic {
-            send_with_retry(shared, "late", late_topic, pending.message.key.as_deref(), payload, &[]).await;
-        }
-    }
-}
-
-/// A message in a language the model does not serve: forwarded with null answers (enqueued now, in
-/// input order; the returned future resolves once it is acknowledged), then counted, but kept out
-/// of the windows (its "sentiment" would be a guess) and the archive (which holds the model's
-/// predictions, for labelling).
-async fn emit_unsupported_language(
-    shared: &Arc<Shared>,
-    pending: &PendingMessage,
-    unsupported: &UnsupportedLanguage,
-    model_version: &str,
-) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + use<> {
-    let payload = record::unsupported_language_record(
-        &pending.message,
-        &pending.decoded,
-        &unsupported.language,
-        model_version,
-        now_ms(),
-    );
-    let output_topic = shared.config.kafka.output_topic.clone();
-    enqueue_with_retry(shared, "enriched", output_topic, pending.message.key.clone(), payload).await
 }

@@ -1,8 +1,9 @@
 //! The daemon's stages, one module each, in the order a message passes them: [`ingest`] (poll, decode,
 //! dead letters, backpressure) -> [`batch`] (size-or-deadline cut, handed to the inference workers of
 //! `crate::model::worker`) -> [`emit`] (enriched record, windows, archive, offset) -> [`aggregate`] (window
-//! closes, detector, gauges, offset store) -> [`alert_publish`]. [`output`] holds what several of them share:
-//! bounded in-flight records, produce retries and offset completion. `crate::app` wires the stages and drains them.
+//! closes, detector, gauges) -> [`alert_publish`]. [`output`] holds what several of them share: bounded in-flight
+//! records, produce retries and dead letters. Polling Kafka and the offsets are the polling thread's
+//! (`crate::ingest::consumer`); stages report finished messages to it through [`Shared::completions`]. `crate::app` wires the stages and drains them.
 
 pub(crate) mod aggregate;
 pub(crate) mod alert_publish;
@@ -21,13 +22,12 @@ use crate::app::Observers;
 use crate::archive::ArchiveSink;
 use crate::config::Config;
 use crate::http::Readiness;
-use crate::ingest::consumer::KafkaSource;
+use crate::ingest::consumer::Completions;
 use crate::ingest::producer::KafkaSink;
 use crate::metrics::Metrics;
 use crate::model::worker::{HasText, ModelSwitch};
 use crate::pipeline::decode::{DecodedMessage, InputMessage};
 use crate::pipeline::entities::EntityWindows;
-use crate::pipeline::offsets::OffsetTracker;
 use crate::window::WindowStore;
 
 /// Records (enriched and dead letters) awaiting broker acknowledgement at once. Bounds memory
@@ -59,8 +59,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) readiness: Arc<Readiness>,
     pub(crate) sink: KafkaSink,
-    pub(crate) source: KafkaSource,
-    pub(crate) offsets: Arc<Mutex<OffsetTracker>>,
+    /// Where finished messages are reported, so the polling thread can store their offsets.
+    pub(crate) completions: Completions,
     /// The served model; hot reload swaps it between batches.
     pub(crate) model: ModelSwitch,
     pub(crate) windows: Mutex<WindowStore>,

@@ -1,5 +1,5 @@
 //! What several stages share on the way out: a bounded number of records in flight, produce with retries, dead
-//! letters, offset completion, and the per-record task sets whose panics must take the stage down.
+//! letters, and the per-record task sets whose panics must take the stage down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::Shared;
-use crate::locks;
+use crate::ingest::consumer::MessagePosition;
 use crate::pipeline::decode::{self, DeadLetter, InputMessage};
 
 /// Produce retries back off from this to the maximum, forever: a record is never given up,
@@ -25,7 +25,7 @@ pub(crate) async fn send_dead_letter(shared: &Shared, message: &InputMessage, de
     let topic = &shared.config.kafka.dead_letter_topic;
     if send_with_retry(shared, "dead_letter", topic, message.key.as_deref(), payload, &headers).await {
         shared.metrics.messages_dead_lettered.with_label_values(&[dead_letter.reason.as_str()]).inc();
-        complete_offset(shared, message);
+        shared.completions.complete(vec![MessagePosition::of(message)]);
     }
 }
 
@@ -51,10 +51,6 @@ fn raise_panic(result: Result<(), tokio::task::JoinError>) {
     {
         std::panic::resume_unwind(error.into_panic());
     }
-}
-
-pub(crate) fn complete_offset(shared: &Shared, message: &InputMessage) {
-    locks::lock(&shared.offsets).complete(&message.topic, message.partition, message.offset);
 }
 
 pub(crate) async fn acquire_record_slot(shared: &Shared) -> tokio::sync::OwnedSemaphorePermit {
