@@ -164,8 +164,11 @@ fn a_member_joining_mid_stream_takes_partitions_over_exactly_on_one_runtime_work
     let scratch = tempfile::tempdir().unwrap();
     let broker = start_broker();
     let one_worker = [("TOKIO_WORKER_THREADS", "1")];
+    // Batches cut by their deadline, a second long: whenever the revoke comes, messages of the
+    // revoked partitions are in flight, and only the runtime can finish them.
+    let slow_batches = "[batch]\nmax_size = 4096\nmax_wait_ms = 1000\n";
     let first_port = free_port();
-    let first_config = write_config(scratch.path(), broker.bootstrap_servers(), first_port, "");
+    let first_config = write_config(scratch.path(), broker.bootstrap_servers(), first_port, slow_batches);
     let first = Daemon::start_with_env(&first_config, first_port, scratch.path(), &one_worker);
     first.wait_ready(GENEROUS);
     let messages = headline_messages(3000, "handover");
@@ -175,7 +178,7 @@ fn a_member_joining_mid_stream_takes_partitions_over_exactly_on_one_runtime_work
     });
 
     let second_port = free_port();
-    let second_config = write_config(scratch.path(), broker.bootstrap_servers(), second_port, "");
+    let second_config = write_config(scratch.path(), broker.bootstrap_servers(), second_port, slow_batches);
     let second = Daemon::start_with_env(&second_config, second_port, scratch.path(), &one_worker);
     second.wait_ready(GENEROUS);
     assert_eq!(feed.finish(), messages.len());
