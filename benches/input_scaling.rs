@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use sentmon::config::InputFormat;
-use sentmon::pipeline::decode::{InputMessage, decode};
+use sentmon::message::InputMessage;
+use sentmon::pipeline::decode::decode;
 use sentmon::text::TextEncoder;
 
 const SIZES_MIB: [usize; 5] = [1, 2, 4, 8, 16];

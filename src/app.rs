@@ -21,19 +21,21 @@ use crate::alert::{AlertEvent, SpikeDetector};
 use crate::archive;
 use crate::config::Config;
 use crate::faults::Faults;
-use crate::http::{self, Readiness};
+use crate::http;
 use crate::ingest::consumer::KafkaSource;
 use crate::ingest::producer::KafkaSink;
 use crate::ingest::topics;
+use crate::message::PendingMessage;
 use crate::metrics::Metrics;
 use crate::model::worker::{InferencePool, LoadedModel};
 use crate::pipeline::entities::EntityWindows;
+use crate::readiness::Readiness;
 use crate::stages::aggregate::{aggregate, evaluate_windows};
 use crate::stages::alert_publish::publish_alerts;
 use crate::stages::batch::cut_batches;
 use crate::stages::emit::emit_batches;
 use crate::stages::ingest::{check_broker, consume};
-use crate::stages::{MAX_RECORDS_IN_FLIGHT, PendingMessage, Shared};
+use crate::stages::{MAX_RECORDS_IN_FLIGHT, Shared};
 use crate::supervise::{Stage, StageExit, StageFailure, Stages};
 use crate::window::WindowStore;
 use crate::{registry, reload, schedule};
@@ -74,16 +76,14 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new().context("failed to register metrics")?);
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
     let mut stages = Stages::new(faults.stage_panic);
-    let http_stop = CancellationToken::new();
+    // The HTTP server is not under the shutdown root: /metrics, /healthz and /readyz answer through
+    // the whole drain, and it stops last, when this sender is used.
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     {
-        let stop = http_stop.clone();
-        let serve =
-            http::serve(
-                http_listener,
-                Arc::clone(&metrics),
-                Arc::clone(&readiness),
-                async move { stop.cancelled().await },
-            );
+        let serve = http::serve(http_listener, Arc::clone(&metrics), Arc::clone(&readiness), async move {
+            // A dropped sender (an early error return) stops the server too.
+            let _ = http_stopped.await;
+        });
         stages.spawn(Stage::Http, async move { serve.await.context("the HTTP server failed") });
     }
 
@@ -141,30 +141,32 @@ pub async fn run(
     });
     tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
 
-    // Not a child of `shutdown`: the consumer must stop only after the supervisor has seen the
-    // signal, or its clean return could race the signal and read as a stage failure.
-    let stop_polling = CancellationToken::new();
+    // `shutdown` is the one root: a signal cancels it, and so does a stage failure below. The
+    // stages that stop on a token stop on this child of it (a child cannot cancel the root), at
+    // once when the drain starts; the others end when their input closes, in pipeline order. A
+    // stage's clean return can only follow the root's cancellation, so the supervisor below,
+    // which looks at the root first, never mistakes it for a failure.
+    let stop = shutdown.child_token();
     let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
-    let aggregate_stop = CancellationToken::new();
     let (alert_sender, alert_queue) = mpsc::unbounded_channel();
-    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), consumed, decoded_sender, stop_polling.clone()));
+    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), consumed, decoded_sender, stop.clone()));
     stages.spawn(Stage::Batch, cut_batches(Arc::clone(&shared), decoded, pool));
     stages.spawn(Stage::Emit, emit_batches(Arc::clone(&shared), results));
     stages.spawn(Stage::AlertPublish, publish_alerts(Arc::clone(&shared), alert_queue));
-    stages.spawn(Stage::Aggregate, aggregate(Arc::clone(&shared), aggregate_stop.clone(), alert_sender.clone()));
-    stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), aggregate_stop.clone()));
+    stages.spawn(Stage::Aggregate, aggregate(Arc::clone(&shared), stop.clone(), alert_sender.clone()));
+    stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), stop.clone()));
     let reload = reload::watch(
         shared.config.model.path.clone(),
         shared.model.clone(),
         Arc::clone(&shared.metrics),
         shared.config.model.watch_interval(),
-        aggregate_stop.clone(),
+        stop.clone(),
     );
     stages.spawn(Stage::Reload, async move {
         reload.await;
         Ok(())
     });
-    if let Some(retrain) = schedule::retrains(&shared.config, aggregate_stop.clone()) {
+    if let Some(retrain) = schedule::retrains(&shared.config, stop) {
         stages.spawn(Stage::Retrain, retrain);
     }
 
@@ -181,12 +183,12 @@ pub async fn run(
         }
         None => tracing::info!(grace_seconds = shared.config.shutdown.grace_secs, "shutting down: draining"),
     }
+    shutdown.cancel();
     shared.readiness.set_draining();
     // One deadline for the whole drain: the stages' flush, the alert sends after the last window
     // evaluation and the producer flush all end by it, so the process is gone within the grace
     // period its supervisor gives it (plus the final commit), never several timeouts later.
     let deadline = tokio::time::Instant::now() + shared.config.shutdown.grace();
-    stop_polling.cancel();
     source.stop_polling();
     let drain = async {
         // The consumer stops polling and flushes into the batcher, which flushes into the
@@ -205,7 +207,6 @@ pub async fn run(
         );
         shared.abandon.cancel();
     }
-    aggregate_stop.cancel();
     let exits = stages.wait_for(&[Stage::Aggregate, Stage::BrokerCheck, Stage::Reload, Stage::Retrain]).await;
     note_exits(&shared, &mut failure, exits);
     // Close the last full windows so their alerts are not lost with the process.
@@ -231,7 +232,7 @@ pub async fn run(
     .await
     .context("final commit failed")?;
     tracing::info!("drained: offsets committed");
-    http_stop.cancel();
+    let _ = http_stop.send(());
     let exits = stages.wait_for(&[Stage::Http]).await;
     note_exits(&shared, &mut failure, exits);
     match failure {

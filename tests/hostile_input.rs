@@ -11,7 +11,8 @@ use std::time::Instant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sentmon::config::InputFormat;
-use sentmon::pipeline::decode::{DeadLetterReason, InputMessage, decode};
+use sentmon::message::InputMessage;
+use sentmon::pipeline::decode::{DeadLetterReason, decode};
 use sentmon::text::{EncodedText, MAX_INPUT_CHARS, TextEncoder};
 
 const NOW_MS: i64 = 1_764_000_000_000;

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::InputMessage;
 use crate::model::SentimentProbabilities;
-use crate::pipeline::decode::{DecodedMessage, InputMessage};
+use crate::pipeline::decode::DecodedMessage;
 use crate::pipeline::record::{Classification, rfc3339_milliseconds_text};
 
 /// One archived message.

@@ -27,11 +27,11 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::http::{PartitionState, Readiness};
 use crate::locks;
+use crate::message::{InputMessage, MessagePosition};
 use crate::metrics::Metrics;
-use crate::pipeline::decode::InputMessage;
 use crate::pipeline::offsets::OffsetTracker;
+use crate::readiness::{PartitionState, Readiness};
 
 /// How long a revoke waits for the revoked partitions' in-flight messages to be emitted before
 /// committing what is done. Well under librdkafka's default `max.poll.interval.ms` (300 s), so
@@ -52,20 +52,6 @@ const PAUSE_AFTER_FULL: Duration = Duration::from_secs(1);
 /// How often librdkafka reports statistics, and so how fresh the lag metric is: a fraction of a
 /// typical 15-30 s Prometheus scrape interval.
 const LAG_STATISTICS_INTERVAL_MS: &str = "5000";
-
-/// Where a consumed message sits in its topic: what a completion names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessagePosition {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl MessagePosition {
-    pub fn of(message: &InputMessage) -> MessagePosition {
-        MessagePosition { topic: message.topic.clone(), partition: message.partition, offset: message.offset }
-    }
-}
 
 /// The pipeline's side of the completion channel: a message is complete once its output is
 /// acknowledged and it is counted (or its dead letter is acknowledged). Cloned into every stage

@@ -5,7 +5,6 @@
 //! on input: whatever the bytes, the answer is a decoded message or a dead letter with a bounded reason.
 
 use std::fmt;
-use std::time::Instant;
 
 use chrono::DateTime;
 use serde::Serialize;
@@ -13,6 +12,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::config::InputFormat;
+use crate::message::InputMessage;
 use crate::window::LATEST_SUPPORTED_TIME_MS;
 
 /// Numbers below this in a `ts` field are epoch seconds, not milliseconds. As milliseconds the threshold is
@@ -40,21 +40,6 @@ pub const SOURCE_TOPIC_HEADER: &str = "sentmon-source-topic";
 pub const SOURCE_PARTITION_HEADER: &str = "sentmon-source-partition";
 pub const SOURCE_OFFSET_HEADER: &str = "sentmon-source-offset";
 pub const SOURCE_TIMESTAMP_HEADER: &str = "sentmon-source-timestamp";
-
-/// A consumed message, owned and free of Kafka client types; the ingest module builds it from each message.
-#[derive(Debug, Clone)]
-pub struct InputMessage {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    /// `None` for a tombstone (a record with a null value).
-    pub payload: Option<Vec<u8>>,
-    /// The record's Kafka timestamp (create or log-append time), milliseconds since the Unix epoch, when it has one.
-    pub kafka_timestamp_ms: Option<i64>,
-    /// When the consumer received it, for end-to-end latency.
-    pub received_at: Instant,
-}
 
 /// Where a decoded message's event time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -379,6 +364,8 @@ fn truncated_detail(detail: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use proptest::prelude::*;
 
     use super::*;

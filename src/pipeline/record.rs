@@ -7,7 +7,8 @@
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
 
-use super::decode::{DecodedMessage, InputMessage};
+use super::decode::DecodedMessage;
+use crate::message::InputMessage;
 use crate::model::SentimentProbabilities;
 use crate::window::{ExampleText, Observation, Sentiment};
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use super::{PendingMessage, Shared};
+use super::Shared;
+use crate::message::PendingMessage;
 use crate::model::worker::InferencePool;
 use crate::pipeline::batcher::{BatchPolicy, Batcher};
 

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 
+use super::Shared;
 use super::output::{
     acquire_record_slot, enqueue_with_retry, join_all, reap_finished, send_dead_letter, send_with_retry,
 };
-use super::{PendingMessage, Shared};
 use crate::app::now_ms;
 use crate::archive::ArchiveRecord;
-use crate::ingest::consumer::MessagePosition;
 use crate::locks;
+use crate::message::{MessagePosition, PendingMessage};
 use crate::model::Prediction;
 use crate::model::worker::{ClassifiedBatch, InferenceFailure, ModelIdentity};
 use crate::pipeline::decode::{DeadLetter, DeadLetterReason};

@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use super::output::{acquire_record_slot, join_all, reap_finished, send_dead_letter};
-use super::{PendingMessage, Shared};
 use crate::app::now_ms;
-use crate::pipeline::decode::{self, InputMessage};
+use crate::message::{InputMessage, PendingMessage};
+use crate::pipeline::decode;
 
 /// How often /readyz re-checks that a broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);

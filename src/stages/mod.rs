@@ -21,37 +21,17 @@ use crate::alert::SpikeDetector;
 use crate::app::Observers;
 use crate::archive::ArchiveSink;
 use crate::config::Config;
-use crate::http::Readiness;
 use crate::ingest::consumer::Completions;
 use crate::ingest::producer::KafkaSink;
 use crate::metrics::Metrics;
-use crate::model::worker::{HasText, ModelSwitch};
-use crate::pipeline::decode::{DecodedMessage, InputMessage};
+use crate::model::worker::ModelSwitch;
 use crate::pipeline::entities::EntityWindows;
+use crate::readiness::Readiness;
 use crate::window::WindowStore;
 
 /// Records (enriched and dead letters) awaiting broker acknowledgement at once. Bounds memory
 /// when the output is slower than the input; librdkafka batches them on the wire.
 pub(crate) const MAX_RECORDS_IN_FLIGHT: usize = 10_000;
-
-/// A decoded message on its way through the model.
-pub struct PendingMessage {
-    pub message: InputMessage,
-    pub decoded: DecodedMessage,
-    /// Its place among the messages handed to the batcher (0, 1, 2...): emit puts the batches that
-    /// workers finish out of order back in this order (`crate::pipeline::reorder`).
-    pub sequence: u64,
-}
-
-impl HasText for PendingMessage {
-    fn text(&self) -> &str {
-        &self.decoded.text
-    }
-
-    fn declared_language(&self) -> Option<&str> {
-        self.decoded.lang.as_deref()
-    }
-}
 
 /// State the pipeline tasks share.
 pub(crate) struct Shared {
@@ -71,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) observers: Observers,
     /// Where acknowledged records are archived, when `[archive]` names a directory.
     pub(crate) archive: Option<ArchiveSink>,
-    /// Cancelled only when a drain runs out of time: stops produce retries.
+    /// Cancelled when the drain's deadline passes (never by the shutdown root): stops produce
+    /// retries, whose records are then read again after the restart.
     pub(crate) abandon: CancellationToken,
 }

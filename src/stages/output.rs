@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::Shared;
-use crate::ingest::consumer::MessagePosition;
-use crate::pipeline::decode::{self, DeadLetter, InputMessage};
+use crate::message::{InputMessage, MessagePosition};
+use crate::pipeline::decode::{self, DeadLetter};
 
 /// Produce retries back off from this to the maximum, forever: a record is never given up,
 /// because giving up would mean committing past a message whose output was lost.
