@@ -7,12 +7,13 @@
 //!
 //! Shutdown order (STYLE.md): not ready -> stop polling -> flush the batcher -> finish
 //! inference -> emit and wait for acknowledgements -> store offsets and commit synchronously
-//! -> leave the group. `/metrics` stays up until the end.
+//! -> leave the group. `/metrics` stays up until the end. `[shutdown]` (here) bounds the drain.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,30 @@ const DECODED_QUEUE_BATCHES: usize = 4;
 /// How long the start-up check waits for the brokers' topic list before going on unchecked: the
 /// daemon must still start when the broker is down (it then waits unready), so this is short.
 const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `[shutdown]`: the bounded drain on SIGINT/SIGTERM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Longest the drain may take before sentmon exits anyway (uncommitted work is then replayed
+    /// by the next consumer), in seconds: one deadline for the stages' flush, the last alert sends
+    /// and the producer flush; the final commit follows. Default 30: Kubernetes' default
+    /// `terminationGracePeriodSeconds`, so set it below that when the pod's period is changed.
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_secs: 30 }
+    }
+}
+
+impl ShutdownConfig {
+    /// `grace_secs` as a duration.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_secs)
+    }
+}
 
 /// Optional observers for embedding the daemon (the demo prints alerts; tests read them).
 #[derive(Default, Clone)]

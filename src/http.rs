@@ -1,12 +1,14 @@
-//! HTTP endpoints: /metrics, /healthz, /readyz.
+//! HTTP endpoints: /metrics, /healthz, /readyz, and the `[http]` section of the config that places them.
 //!
 //! `/healthz` answers whether the process is alive (a restart would help), `/readyz` whether this
 //! replica should be counted as serving (a restart would not help: wait). `/metrics` stays up through
 //! a drain, so the caller stops the server only once the final numbers have been scraped.
 
 use std::future::Future;
+use std::net::{AddrParseError, SocketAddr};
 use std::sync::Arc;
 
+use crate::config::ConfigIssue;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use axum::Router;
@@ -14,9 +16,44 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::{Deserialize, Serialize};
 
 /// Content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `[http]`: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address, an IP literal and port (no host names: nothing is resolved at bind).
+    /// Default `"127.0.0.1:9898"`: loopback, because metrics reveal topic names and volumes;
+    /// expose deliberately with `0.0.0.0:9898` when Prometheus scrapes from elsewhere.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9898".to_owned() }
+    }
+}
+
+impl HttpConfig {
+    /// Adds every problem of this section to `issues`.
+    pub(crate) fn check(&self, issues: &mut Vec<ConfigIssue>) {
+        if self.listen_addr().is_err() {
+            issues.push(ConfigIssue::new(
+                "http.listen",
+                &self.listen,
+                "not a socket address like 127.0.0.1:9898 (an IP literal and a port)",
+            ));
+        }
+    }
+
+    /// `listen` parsed; cannot fail on a validated config.
+    pub fn listen_addr(&self) -> Result<SocketAddr, AddrParseError> {
+        self.listen.parse()
+    }
+}
 
 #[derive(Clone)]
 struct ServerState {

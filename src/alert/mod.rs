@@ -3,6 +3,7 @@
 
 mod counts;
 pub mod detector;
+pub mod settings;
 
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};

@@ -11,6 +11,7 @@
 pub mod export;
 pub mod files;
 pub mod record;
+pub mod settings;
 pub mod writer;
 
 use std::io;

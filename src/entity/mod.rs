@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::text::dedup_key;
 
 pub mod labels;
+pub mod settings;
 
 pub use labels::{EntityLabels, OTHER_ENTITIES};
 

@@ -4,4 +4,5 @@ pub mod consumer;
 pub mod embedded;
 pub mod producer;
 pub mod replay;
+pub mod settings;
 pub mod topics;

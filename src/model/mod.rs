@@ -8,6 +8,7 @@ pub mod distill;
 pub mod glove;
 mod network;
 pub mod pretrain;
+pub mod settings;
 pub mod train;
 pub mod worker;
 

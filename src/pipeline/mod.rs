@@ -6,3 +6,4 @@ pub mod entities;
 pub mod offsets;
 pub mod record;
 pub mod reorder;
+pub mod settings;

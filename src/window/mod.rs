@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod config;
+pub mod settings;
 mod store;
 
 use serde::{Deserialize, Serialize};
