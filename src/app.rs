@@ -130,8 +130,8 @@ pub async fn run(
     )?;
     let model_switch = pool.switch();
     let model = model_switch.current();
-    metrics.set_model_version(&model.version);
-    metrics.create_topic_series(&model.topic_labels);
+    metrics.model.set_model_version(&model.version);
+    metrics.model.create_topic_series(&model.topic_labels);
     readiness.set_model_loaded(true);
     tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
 
@@ -270,7 +270,7 @@ pub async fn run(
 /// counter, `/readyz` (not ready) and `/healthz` (failing, naming the stage).
 fn report_stage_failure(shared: &Shared, failure: &StageFailure) {
     tracing::error!(stage = %failure.stage, cause = %failure.cause, "{failure}; the process drains and exits");
-    shared.metrics.stage_failures.with_label_values(&[failure.stage.as_str()]).inc();
+    shared.metrics.process.stage_failures.with_label_values(&[failure.stage.as_str()]).inc();
     shared.readiness.set_stage_failed(failure);
 }
 

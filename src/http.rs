@@ -179,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_endpoint_serves_the_text_format() {
         let server = start_server().await;
-        server.metrics.commits.inc();
+        server.metrics.ingest.commits.inc();
         let response = get_path(server.address, "/metrics").await;
         assert_eq!(response.status_line, "HTTP/1.1 200 OK");
         assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
@@ -210,7 +210,7 @@ mod tests {
         let ready = get_path(server.address, "/readyz").await;
         let body: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
         assert_eq!(body["failing"], serde_json::json!(["stage_failed"]));
-        assert_eq!(server.metrics.ready.get(), 0);
+        assert_eq!(server.metrics.process.ready.get(), 0);
         stop_server(server).await;
     }
 
@@ -230,7 +230,7 @@ mod tests {
                 "partitions": "waiting",
             })
         );
-        assert_eq!(server.metrics.ready.get(), 0);
+        assert_eq!(server.metrics.process.ready.get(), 0);
 
         server.readiness.set_model_loaded(true);
         let model_only = get_path(server.address, "/readyz").await;
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(ready.status_line, "HTTP/1.1 200 OK");
         let body: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
         assert_eq!(body, serde_json::json!({ "ready": true, "failing": [], "partitions": "waiting" }));
-        assert_eq!(server.metrics.ready.get(), 1);
+        assert_eq!(server.metrics.process.ready.get(), 1);
 
         server.readiness.set_partitions(PartitionState::Assigned);
         let assigned = get_path(server.address, "/readyz").await;
@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(draining.status_line, "HTTP/1.1 503 Service Unavailable");
         let body: serde_json::Value = serde_json::from_str(&draining.body).unwrap();
         assert_eq!(body["failing"], serde_json::json!(["draining"]));
-        assert_eq!(server.metrics.ready.get(), 0);
+        assert_eq!(server.metrics.process.ready.get(), 0);
 
         // Metrics stay available through the drain so the final numbers can be scraped.
         let metrics = get_path(server.address, "/metrics").await;

@@ -151,6 +151,6 @@ impl Readiness {
         // A poisoned lock only means another setter panicked; the guarded data is `()`, so go on.
         let _guard = self.gauge_update.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         store();
-        self.metrics.ready.set(i64::from(self.status().ready));
+        self.metrics.process.ready.set(i64::from(self.status().ready));
     }
 }

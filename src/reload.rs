@@ -99,13 +99,13 @@ impl Reloader {
         .unwrap_or_else(|join_error| Err(anyhow::anyhow!("loading the model panicked: {join_error}")));
         match loaded.and_then(|loaded| self.switch.install(loaded)) {
             Ok(()) => {
-                self.metrics.set_model_version(&version);
-                self.metrics.model_reloads.with_label_values(&["success"]).inc();
+                self.metrics.model.set_model_version(&version);
+                self.metrics.model.model_reloads.with_label_values(&["success"]).inc();
                 self.rejected = None;
                 tracing::info!(from = %serving.version, to = %version, "model swapped in; new batches use it");
             }
             Err(error) => {
-                self.metrics.model_reloads.with_label_values(&["failure"]).inc();
+                self.metrics.model.model_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(
                     rejected = %version,
                     still_serving = %serving.version,

@@ -55,7 +55,7 @@ impl ArchiveSink {
     pub async fn archive(&self, record: ArchiveRecord) {
         if self.sender.send(Command::Record(Box::new(record))).await.is_err() {
             // Only after `ArchiveThread::close`: a drain that ran out of time left emit tasks running.
-            self.metrics.archive_records_dropped.inc();
+            self.metrics.archive.records_dropped.inc();
         }
     }
 }
@@ -118,11 +118,11 @@ fn write_until_closed(mut writer: ArchiveWriter, mut receiver: mpsc::Receiver<Co
         let result = match next {
             Ok(Some(Command::Close) | None) => break,
             Ok(Some(Command::Record(_))) if skipping => {
-                metrics.archive_records_dropped.inc();
+                metrics.archive.records_dropped.inc();
                 continue;
             }
             Ok(Some(Command::Record(record))) => writer.write(&record, Utc::now()).inspect_err(|_| {
-                metrics.archive_records_dropped.inc();
+                metrics.archive.records_dropped.inc();
             }),
             Err(_no_record_within_flush_interval) if skipping => continue,
             Err(_no_record_within_flush_interval) => writer.tick(Utc::now()),
@@ -133,7 +133,7 @@ fn write_until_closed(mut writer: ArchiveWriter, mut receiver: mpsc::Receiver<Co
         }
     }
     if let Err(error) = writer.close() {
-        metrics.archive_errors.inc();
+        metrics.archive.errors.inc();
         tracing::error!(%error, "failed to complete the last archive file; it is recovered at the next start");
     }
 }
@@ -150,7 +150,7 @@ impl ErrorBackoff {
     }
 
     fn failed(&mut self, error: &io::Error, metrics: &Metrics) {
-        metrics.archive_errors.inc();
+        metrics.archive.errors.inc();
         tracing::warn!(%error, retry_in_secs = RETRY_AFTER_ERROR.as_secs(), "archive write failed; records are dropped until a retry succeeds");
         self.retry_at = Some(Instant::now() + RETRY_AFTER_ERROR);
     }
@@ -199,9 +199,9 @@ mod tests {
         }
         assert_eq!(lines, 100);
         assert!(files > 1, "rotated by size");
-        assert_eq!(metrics.archive_records.get(), 100);
-        assert_eq!(metrics.archive_files.get(), files as u64);
-        assert_eq!((metrics.archive_records_dropped.get(), metrics.archive_errors.get()), (1, 0));
+        assert_eq!(metrics.archive.records.get(), 100);
+        assert_eq!(metrics.archive.files.get(), files as u64);
+        assert_eq!((metrics.archive.records_dropped.get(), metrics.archive.errors.get()), (1, 0));
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ impl ArchiveWriter {
         for leftover in files::recover_leftovers(&settings.directory)? {
             match leftover {
                 Leftover::Recovered { leftover, path, lines } => {
-                    metrics.archive_files.inc();
+                    metrics.archive.files.inc();
                     tracing::warn!(leftover = %leftover.display(), file = %path.display(), lines, "recovered the readable part of an archive file left by a crash");
                 }
                 Leftover::RemovedEmpty { leftover } => {
@@ -121,7 +121,7 @@ impl ArchiveWriter {
         }
         file.uncompressed_bytes += self.line.len() as u64;
         file.records += 1;
-        self.metrics.archive_records.inc();
+        self.metrics.archive.records.inc();
         self.flush_if_due(now)
     }
 
@@ -173,7 +173,7 @@ impl ArchiveWriter {
         let buffered = file.encoder.finish()?;
         let finished = buffered.into_inner().map_err(io::IntoInnerError::into_error)?;
         files::publish(finished, &file.temp_path, &file.final_path)?;
-        self.metrics.archive_files.inc();
+        self.metrics.archive.files.inc();
         tracing::debug!(file = %file.final_path.display(), records = file.records, "archive file complete");
         Ok(())
     }
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(names.len(), 3);
         let ids: Vec<Vec<String>> = names.iter().map(|name| ids_in(&partition.join(name))).collect();
         assert_eq!(ids, [vec!["m0", "m1", "m2"], vec!["m3", "m4", "m5"], vec!["m6"]]);
-        assert_eq!((metrics.archive_records.get(), metrics.archive_files.get()), (7, 3));
+        assert_eq!((metrics.archive.records.get(), metrics.archive.files.get()), (7, 3));
     }
 
     #[test]
@@ -370,7 +370,7 @@ mod tests {
         assert!(!old_partition.exists(), "older than 7 days");
         assert_eq!(names_in(&yesterday), ["sentmon-20261125T230000Z-000009.jsonl.gz"]);
         assert_eq!(ids_in(&yesterday.join("sentmon-20261125T230000Z-000009.jsonl.gz")), ["m0", "m1", "m2"]);
-        assert_eq!(metrics.archive_files.get(), 1, "a recovered file counts as completed");
+        assert_eq!(metrics.archive.files.get(), 1, "a recovered file counts as completed");
 
         // Retention runs again when the date changes while writing.
         writer.write(&record(3), at(7 * 24 * 3600)).unwrap();

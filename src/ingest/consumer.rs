@@ -233,6 +233,7 @@ impl ClientContext for IngestContext {
                     continue;
                 }
                 self.metrics
+                    .ingest
                     .consumer_lag
                     .with_label_values(&[topic_name.as_str(), &partition_id.to_string()])
                     .set(partition.consumer_lag);
@@ -249,7 +250,7 @@ impl ConsumerContext for IngestContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        self.metrics.ingest.rebalances.with_label_values(&["revoke"]).inc();
         let partitions: Vec<(String, i32)> =
             revoked.elements().iter().map(|element| (element.topic().to_string(), element.partition())).collect();
         let mut state = locks::lock(&self.state);
@@ -287,7 +288,7 @@ impl ConsumerContext for IngestContext {
     fn post_rebalance(&self, base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.metrics.ingest.rebalances.with_label_values(&["assign"]).inc();
                 tracing::info!(partitions = assigned.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -303,11 +304,11 @@ impl ConsumerContext for IngestContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => self.metrics.commits.inc(),
+            Ok(()) => self.metrics.ingest.commits.inc(),
             // Nothing stored since the last commit: not a failure.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
-                self.metrics.commit_failures.inc();
+                self.metrics.ingest.commit_failures.inc();
                 tracing::warn!(%error, "offset commit failed; it is retried with the next commit");
             }
         }
@@ -449,7 +450,7 @@ impl Poller {
             }
         };
         let context = self.consumer.context();
-        context.metrics.messages_consumed.with_label_values(&[&message.topic]).inc();
+        context.metrics.ingest.messages_consumed.with_label_values(&[&message.topic]).inc();
         let mut state = locks::lock(&context.state);
         state.tracker.begin(&message.topic, message.partition, message.offset);
         state.held.push_back(message);
@@ -495,7 +496,7 @@ fn resume_assigned(consumer: &BaseConsumer<IngestContext>) -> KafkaResult<()> {
 /// Drops a partition's consumer-lag series, if this replica exports one.
 fn remove_lag_series(metrics: &Metrics, topic: &str, partition: i32) {
     // Err means there was no such series: nothing to remove.
-    let _ = metrics.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+    let _ = metrics.ingest.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
 }
 
 /// Stores the offsets of every partition whose handled prefix advanced.
@@ -523,10 +524,10 @@ fn store_committable(consumer: &BaseConsumer<IngestContext>, tracker: &mut Offse
 
 fn commit_sync(consumer: &BaseConsumer<IngestContext>, metrics: &Metrics, when: &'static str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => metrics.commits.inc(),
+        Ok(()) => metrics.ingest.commits.inc(),
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => {
-            metrics.commit_failures.inc();
+            metrics.ingest.commit_failures.inc();
             tracing::warn!(%error, when, "synchronous offset commit failed");
         }
     }

@@ -38,7 +38,7 @@ impl EntityWindows {
             .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
         let detector = SpikeDetector::for_entities(config.detector.to_detector_config())
             .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?;
-        metrics.create_entity_series(matcher.watched_names());
+        metrics.entities.create_entity_series(matcher.watched_names());
         let labels = EntityLabels::new(matcher.watched_names().iter().cloned(), config.entities.top_cashtags);
         tracing::info!(
             watched = matcher.watched_names().len(),
@@ -93,7 +93,7 @@ impl EntityWindows {
             (bucket.topic.as_str(), bucket.view(self.detection_view_ms).map_or(0, |view| view.counts.total))
         });
         for dropped in labels.rerank(detection_counts) {
-            metrics.remove_entity_series(&dropped, &view_labels);
+            metrics.entities.remove_entity_series(&dropped, &view_labels);
         }
         let mut detector = locks::lock(&self.detector);
         let mut events = Vec::new();
@@ -111,7 +111,7 @@ impl EntityWindows {
                 self.export(metrics, label, &counts, firing, expected);
             }
             if let Some(event) = event {
-                metrics.entity_alerts.with_label_values(&[label, event.detector.as_str(), event.kind.as_str()]).inc();
+                metrics.entities.alerts.with_label_values(&[label, event.detector.as_str(), event.kind.as_str()]).inc();
                 events.push(event);
             }
         }
@@ -122,12 +122,12 @@ impl EntityWindows {
 
     fn export(&self, metrics: &Metrics, label: &str, counts: &[SentimentCounts], firing: bool, expected: f64) {
         for ((_, view_label), counts) in self.views.iter().zip(counts) {
-            metrics.entity_negative_rate.with_label_values(&[label, view_label]).set(counts.negative_rate());
-            metrics.entity_message_count.with_label_values(&[label, view_label]).set(counts.total as i64);
-            metrics.entity_negative_count.with_label_values(&[label, view_label]).set(counts.negative as i64);
+            metrics.entities.negative_rate.with_label_values(&[label, view_label]).set(counts.negative_rate());
+            metrics.entities.message_count.with_label_values(&[label, view_label]).set(counts.total as i64);
+            metrics.entities.negative_count.with_label_values(&[label, view_label]).set(counts.negative as i64);
         }
-        metrics.entity_expected_negative_count.with_label_values(&[label]).set(expected);
-        metrics.entity_alert_firing.with_label_values(&[label]).set(i64::from(firing));
+        metrics.entities.expected_negative_count.with_label_values(&[label]).set(expected);
+        metrics.entities.alert_firing.with_label_values(&[label]).set(i64::from(firing));
     }
 }
 

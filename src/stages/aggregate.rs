@@ -62,24 +62,42 @@ fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> 
                 let view_label = view_label(view.width_ms);
                 shared
                     .metrics
+                    .topics
                     .negative_rate
                     .with_label_values(&[&bucket.topic, &view_label])
                     .set(view.counts.negative_rate());
                 shared
                     .metrics
+                    .topics
                     .message_count
                     .with_label_values(&[&bucket.topic, &view_label])
                     .set(view.counts.total as i64);
             }
             if let Some(state) = detector.state(&bucket.topic) {
-                shared.metrics.negative_rate_baseline.with_label_values(&[&bucket.topic]).set(state.baseline_mean);
                 shared
                     .metrics
+                    .topics
+                    .negative_rate_baseline
+                    .with_label_values(&[&bucket.topic])
+                    .set(state.baseline_mean);
+                shared
+                    .metrics
+                    .topics
                     .negative_rate_baseline_stddev
                     .with_label_values(&[&bucket.topic])
                     .set(state.baseline_std);
-                shared.metrics.spike_z_score.with_label_values(&[&bucket.topic]).set(state.last_z.unwrap_or(0.0));
-                shared.metrics.alert_firing.with_label_values(&[&bucket.topic]).set(i64::from(state.firing.is_some()));
+                shared
+                    .metrics
+                    .topics
+                    .spike_z_score
+                    .with_label_values(&[&bucket.topic])
+                    .set(state.last_z.unwrap_or(0.0));
+                shared
+                    .metrics
+                    .topics
+                    .alert_firing
+                    .with_label_values(&[&bucket.topic])
+                    .set(i64::from(state.firing.is_some()));
             }
         }
     }
@@ -90,7 +108,7 @@ fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> 
 /// counted by [`EntityWindows::evaluate`], which knows their bounded label.)
 fn announce_alert(shared: &Shared, alert: &AlertEvent) {
     if let AlertScope::Topic(topic) = &alert.scope {
-        shared.metrics.alerts.with_label_values(&[topic, alert.kind.as_str()]).inc();
+        shared.metrics.topics.alerts.with_label_values(&[topic, alert.kind.as_str()]).inc();
     }
     match alert.kind {
         AlertKind::Firing => tracing::warn!(

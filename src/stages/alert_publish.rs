@@ -45,7 +45,7 @@ pub(crate) async fn publish_alerts(
         match outcome {
             Ok(()) => shared.readiness.set_alert_publish_failing(false),
             Err(error) => {
-                shared.metrics.alert_publish_failures.inc();
+                shared.metrics.output.alert_publish_failures.inc();
                 shared.readiness.set_alert_publish_failing(true);
                 tracing::error!(
                     alerts_topic,

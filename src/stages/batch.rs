@@ -52,7 +52,7 @@ async fn submit(
     pool: &InferencePool<PendingMessage>,
     batch: Vec<PendingMessage>,
 ) -> anyhow::Result<()> {
-    shared.metrics.batch_size.observe(batch.len() as f64);
+    shared.metrics.model.batch_size.observe(batch.len() as f64);
     pool.submit(batch).await
 }
 

@@ -75,7 +75,7 @@ struct Enqueued<Delivery> {
 /// Enqueues one batch's records, in order, and spawns the task that finishes the batch once they
 /// are acknowledged.
 async fn emit_batch(shared: &Arc<Shared>, sends: &mut JoinSet<()>, batch: ClassifiedBatch<PendingMessage>) {
-    shared.metrics.inference_duration.observe(batch.inference_duration.as_secs_f64());
+    shared.metrics.model.inference_duration.observe(batch.inference_duration.as_secs_f64());
     let model = Arc::clone(&batch.model);
     let predictions = match batch.predictions {
         Ok(predictions) => predictions,
@@ -165,16 +165,16 @@ fn count_in_windows(
     let mut entity_observations = Vec::new();
     let mut windows = locks::lock(&shared.windows);
     for (index, (pending, answer, _, _)) in acknowledged.iter().enumerate() {
-        metrics.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
+        metrics.output.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
         let (prediction, entities) = match answer {
             Answer::Classified { prediction, entities } => (prediction, entities),
             Answer::Unsupported(unsupported) => {
-                metrics.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
+                metrics.model.messages_unsupported_language.with_label_values(&[unsupported.metric_label]).inc();
                 continue;
             }
         };
         let classification = classify_as(model, prediction, entities.as_deref());
-        metrics.messages_classified.with_label_values(&[classification.topic, classification.sentiment]).inc();
+        metrics.model.messages_classified.with_label_values(&[classification.topic, classification.sentiment]).inc();
         let observation = record::observation(&pending.message, &pending.decoded, &classification);
         match windows.observe(&observation, now_ms) {
             ObserveOutcome::Counted => {
@@ -183,7 +183,7 @@ fn count_in_windows(
                 }
             }
             ObserveOutcome::Late => {
-                metrics.messages_late.with_label_values(&[classification.topic]).inc();
+                metrics.topics.messages_late.with_label_values(&[classification.topic]).inc();
                 late.push(index);
             }
         }

@@ -24,7 +24,7 @@ pub(crate) async fn send_dead_letter(shared: &Shared, message: &InputMessage, de
     let payload = message.payload.as_deref().unwrap_or_default();
     let topic = &shared.config.kafka.dead_letter_topic;
     if send_with_retry(shared, "dead_letter", topic, message.key.as_deref(), payload, &headers).await {
-        shared.metrics.messages_dead_lettered.with_label_values(&[dead_letter.reason.as_str()]).inc();
+        shared.metrics.ingest.messages_dead_lettered.with_label_values(&[dead_letter.reason.as_str()]).inc();
         shared.completions.complete(vec![MessagePosition::of(message)]);
     }
 }
@@ -76,14 +76,14 @@ pub(crate) async fn enqueue_with_retry(
         let error = match first_try {
             Ok(delivery) => match delivery.await {
                 Ok(()) => {
-                    shared.metrics.records_produced.with_label_values(&[output]).inc();
+                    shared.metrics.output.records_produced.with_label_values(&[output]).inc();
                     return Some(payload);
                 }
                 Err(error) => error,
             },
             Err(error) => error,
         };
-        shared.metrics.produce_failures.with_label_values(&[output]).inc();
+        shared.metrics.output.produce_failures.with_label_values(&[output]).inc();
         tracing::warn!(%error, topic, "produce failed; retrying");
         send_with_retry(&shared, output, &topic, key.as_deref(), &payload, &[]).await.then_some(payload)
     }
@@ -119,11 +119,11 @@ pub(crate) async fn send_attempts(
         attempt = attempt.saturating_add(1);
         match shared.sink.send(topic, key, payload, headers).await {
             Ok(()) => {
-                shared.metrics.records_produced.with_label_values(&[output]).inc();
+                shared.metrics.output.records_produced.with_label_values(&[output]).inc();
                 return Ok(());
             }
             Err(error) => {
-                shared.metrics.produce_failures.with_label_values(&[output]).inc();
+                shared.metrics.output.produce_failures.with_label_values(&[output]).inc();
                 if attempt >= attempts {
                     return Err(error.to_string());
                 }
