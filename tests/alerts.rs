@@ -105,6 +105,11 @@ fn an_injected_spike_fires_one_alert_for_its_topic_and_resolves_after_it() {
             .collect();
     let firings: Vec<&serde_json::Value> = alerts.iter().filter(|alert| alert["kind"] == "firing").collect();
     assert_eq!(firings.len(), 1, "exactly one firing, for {SPIKE_TOPIC} only: {alerts:?}");
+    // Stable ids (issue 12): the resolution names the alert it resolves.
+    let firing_id = firings[0]["id"].as_str().expect("a firing event has an id");
+    let firing_start = firings[0]["window_start_ms"].as_i64().unwrap();
+    assert_eq!(firing_id, format!("topic:{SPIKE_TOPIC}:{firing_start}:firing"));
+    assert_eq!(resolved["resolves"], firing_id, "{resolved}");
     assert!(daemon.metrics().contains(&format!("sentmon_alert_firing{{topic=\"{SPIKE_TOPIC}\"}} 0")));
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }

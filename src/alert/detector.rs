@@ -393,8 +393,15 @@ impl CountBaseline {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Episode {
-    Quiet { cooldown_until_ms: Option<i64> },
-    Firing { consecutive_calm_buckets: u32, detector: DetectorKind },
+    Quiet {
+        cooldown_until_ms: Option<i64>,
+    },
+    /// `fired_on_ms`: start of the view the episode fired on, which names it ([`AlertEvent::id`]).
+    Firing {
+        consecutive_calm_buckets: u32,
+        detector: DetectorKind,
+        fired_on_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -428,13 +435,14 @@ impl TopicDetector {
         }
     }
 
-    /// Feeds one close and returns the episode transition it caused, if any, with the test that opened the episode.
+    /// Feeds one close and returns the episode transition it caused, if any, with the test that opened the episode
+    /// and the start of the view the episode fired on.
     fn on_close(
         &mut self,
         config: &DetectorConfig,
         bucket: &ClosedBucket,
         view: &ViewSnapshot,
-    ) -> Option<(AlertKind, DetectorKind)> {
+    ) -> Option<(AlertKind, DetectorKind, i64)> {
         debug_assert!(
             self.last_bucket_end_ms.is_none_or(|last_end_ms| bucket.bucket_end_ms > last_end_ms),
             "closes of {} out of order",
@@ -493,15 +501,16 @@ impl TopicDetector {
                 };
                 match detector {
                     Some(detector) if warmed_up && cooled_down => {
-                        self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector };
+                        let fired_on_ms = view.start_ms;
+                        self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector, fired_on_ms };
                         // The buckets in the view are the spike's onset: never baseline material.
                         self.awaiting_baseline.clear();
-                        Some((AlertKind::Firing, detector))
+                        Some((AlertKind::Firing, detector, fired_on_ms))
                     }
                     _ => None,
                 }
             }
-            Episode::Firing { consecutive_calm_buckets, detector } => {
+            Episode::Firing { consecutive_calm_buckets, detector, fired_on_ms } => {
                 let rate_calm =
                     z_score.is_none_or(|z| z < config.resolve_z_threshold) || view.counts.total < config.min_volume;
                 let volume_calm = self.last_count_score.is_none_or(|(_, p_value)| {
@@ -510,14 +519,15 @@ impl TopicDetector {
                         || view.counts.negative < volume.min_negatives
                 });
                 if !(rate_calm && volume_calm) {
-                    self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector };
+                    self.episode = Episode::Firing { consecutive_calm_buckets: 0, detector, fired_on_ms };
                     None
                 } else if consecutive_calm_buckets + 1 >= config.resolve_after_buckets {
                     self.episode =
                         Episode::Quiet { cooldown_until_ms: Some(bucket.bucket_end_ms + config.cooldown_ms) };
-                    Some((AlertKind::Resolved, detector))
+                    Some((AlertKind::Resolved, detector, fired_on_ms))
                 } else {
-                    self.episode = Episode::Firing { consecutive_calm_buckets: consecutive_calm_buckets + 1, detector };
+                    let consecutive_calm_buckets = consecutive_calm_buckets + 1;
+                    self.episode = Episode::Firing { consecutive_calm_buckets, detector, fired_on_ms };
                     None
                 }
             }
@@ -578,7 +588,7 @@ impl SpikeDetector {
         );
         let view = bucket.view(self.config.view_width_ms)?;
         let detector = self.topics.entry(bucket.topic.clone()).or_insert_with(TopicDetector::new);
-        let (kind, detector_kind) = detector.on_close(&self.config, bucket, view)?;
+        let (kind, detector_kind, fired_on_ms) = detector.on_close(&self.config, bucket, view)?;
         if bucket.topic == ALL_TOPICS {
             return None;
         }
@@ -587,14 +597,18 @@ impl SpikeDetector {
         let z_score = detector.last_z?;
         let (expected_negative_count, negative_count_p_value) = detector.last_count_score?;
         let examples = super::distinct_examples(&view.examples, self.config.examples);
+        let scope = if self.keyed_by_entity {
+            AlertScope::Entity(bucket.topic.clone())
+        } else {
+            AlertScope::Topic(bucket.topic.clone())
+        };
+        let fired_id = AlertEvent::id_of(&scope, fired_on_ms, AlertKind::Firing);
         Some(AlertEvent {
+            id: AlertEvent::id_of(&scope, view.start_ms, kind),
+            resolves: (kind == AlertKind::Resolved).then_some(fired_id),
             kind,
             detector: detector_kind,
-            scope: if self.keyed_by_entity {
-                AlertScope::Entity(bucket.topic.clone())
-            } else {
-                AlertScope::Topic(bucket.topic.clone())
-            },
+            scope,
             topic: bucket.topic.clone(),
             negative_rate: view.counts.negative_rate(),
             baseline_rate: baseline.mean,

@@ -81,6 +81,13 @@ impl AlertScope {
 /// JSON record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
+    /// Stable id: the scope, the start of the detection view and the kind, e.g.
+    /// `topic:Fed | Central Banks:1733558400000:firing`. The same stream gives the same ids, so a
+    /// consumer can drop an event published twice (a retry, a replay) by its id.
+    pub id: String,
+    /// On a resolved event, the id of the firing event it resolves; absent on a firing event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolves: Option<String>,
     pub kind: AlertKind,
     /// The test that opened the episode; a resolution names the same one.
     pub detector: DetectorKind,
@@ -121,6 +128,11 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// The id of the `kind` event of `scope` whose detection view starts at `window_start_ms`.
+    pub fn id_of(scope: &AlertScope, window_start_ms: i64, kind: AlertKind) -> String {
+        format!("{}:{}:{window_start_ms}:{}", scope.kind(), scope.name(), kind.as_str())
+    }
+
     /// One line for a notification saying what rose, from what, to what, over how many messages, e.g.
     /// "negative spike on topic Fed | Central Banks: negative rate 41% vs 12% baseline (z=5.3, 230 messages in 5m)"
     /// or "negative volume surge on topic Fed | Central Banks: 94 negative messages vs 12.0 expected (7.8x,
@@ -272,6 +284,8 @@ mod tests {
 
     fn event(kind: AlertKind) -> AlertEvent {
         AlertEvent {
+            id: format!("topic:Fed | Central Banks:1733558400000:{}", kind.as_str()),
+            resolves: None,
             kind,
             detector: DetectorKind::Rate,
             scope: AlertScope::Topic("Fed | Central Banks".to_owned()),

@@ -331,6 +331,36 @@ fn cooldown_ends() {
     assert!(events[2].0 >= events[1].0 + 10);
 }
 
+/// Issue 12: each event has an id from its scope, its view's start and its kind, the same whenever the same
+/// stream is replayed (so a consumer deduplicates by it), and a resolution names the alert it resolves.
+#[test]
+fn alert_ids_are_stable_and_a_resolution_names_the_alert_it_resolves() {
+    let episodes = || {
+        let mut detector = detector();
+        let mut topic = SyntheticTopic::new("Fed");
+        let mut events = feed(&mut detector, &mut topic, 40, 0.12, 100);
+        events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
+        events.extend(feed(&mut detector, &mut topic, 40, 0.12, 100));
+        events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
+        events.into_iter().map(|(_, event)| event).collect::<Vec<_>>()
+    };
+    let events = episodes();
+    assert_eq!(
+        events.iter().map(|event| event.kind).collect::<Vec<_>>(),
+        [AlertKind::Firing, AlertKind::Resolved, AlertKind::Firing]
+    );
+    let (fired, resolved, fired_again) = (&events[0], &events[1], &events[2]);
+    assert_eq!(fired.id, format!("topic:Fed:{}:firing", fired.window_start_ms));
+    assert_eq!(fired.resolves, None);
+    assert_eq!(resolved.id, format!("topic:Fed:{}:resolved", resolved.window_start_ms));
+    assert_eq!(resolved.resolves.as_deref(), Some(fired.id.as_str()));
+    assert_ne!(fired_again.id, fired.id, "a later episode is another alert");
+    assert_eq!(episodes(), events, "a replay of the same stream gives the same events, ids included");
+    let published = serde_json::to_value(resolved).unwrap();
+    assert_eq!(published["resolves"], fired.id.as_str());
+    assert!(serde_json::to_value(fired).unwrap().get("resolves").is_none(), "a firing event has no resolves field");
+}
+
 #[test]
 fn the_all_topics_aggregate_tracks_spikes_but_never_alerts() {
     let mut detector = detector();
