@@ -319,14 +319,21 @@ fn cooldown_blocks_refiring_right_after_a_resolution() {
     assert!(last_minute < resolved_minute + 10);
 }
 
-#[test]
-fn cooldown_ends() {
+/// Two 8-minute spikes on "Fed" (12% -> 45% negative), 40 calm minutes before each, through a default detector.
+fn two_spikes_40_minutes_apart() -> Vec<(i64, AlertEvent)> {
     let mut detector = detector();
     let mut topic = SyntheticTopic::new("Fed");
-    let mut events = feed(&mut detector, &mut topic, 40, 0.12, 100);
-    events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
-    events.extend(feed(&mut detector, &mut topic, 40, 0.12, 100));
-    events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        events.extend(feed(&mut detector, &mut topic, 40, 0.12, 100));
+        events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
+    }
+    events
+}
+
+#[test]
+fn cooldown_ends() {
+    let events = two_spikes_40_minutes_apart();
     assert_eq!(kinds(&events), [AlertKind::Firing, AlertKind::Resolved, AlertKind::Firing]);
     assert!(events[2].0 >= events[1].0 + 10);
 }
@@ -335,15 +342,7 @@ fn cooldown_ends() {
 /// stream is replayed (so a consumer deduplicates by it), and a resolution names the alert it resolves.
 #[test]
 fn alert_ids_are_stable_and_a_resolution_names_the_alert_it_resolves() {
-    let episodes = || {
-        let mut detector = detector();
-        let mut topic = SyntheticTopic::new("Fed");
-        let mut events = feed(&mut detector, &mut topic, 40, 0.12, 100);
-        events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
-        events.extend(feed(&mut detector, &mut topic, 40, 0.12, 100));
-        events.extend(feed(&mut detector, &mut topic, 8, 0.45, 100));
-        events.into_iter().map(|(_, event)| event).collect::<Vec<_>>()
-    };
+    let episodes = || two_spikes_40_minutes_apart().into_iter().map(|(_, event)| event).collect::<Vec<_>>();
     let events = episodes();
     assert_eq!(
         events.iter().map(|event| event.kind).collect::<Vec<_>>(),
