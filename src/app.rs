@@ -21,14 +21,16 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{AlertEvent, SpikeDetector};
 use crate::archive;
 use crate::config::Config;
-use crate::faults::Faults;
+use crate::config::PipelineRole;
+use crate::faults::{Faults, InferencePanicFault};
+use crate::fleet::restore::{AggregatorState, Restorer};
 use crate::http;
 use crate::ingest::consumer::KafkaSource;
 use crate::ingest::producer::KafkaSink;
 use crate::ingest::topics;
 use crate::message::PendingMessage;
 use crate::metrics::Metrics;
-use crate::model::worker::{InferencePool, LoadedModel};
+use crate::model::worker::{ClassifiedBatch, InferencePool, LoadedModel, ModelSwitch};
 use crate::pipeline::entities::EntityWindows;
 use crate::readiness::Readiness;
 use crate::stages::aggregate::{aggregate, evaluate_windows};
@@ -36,6 +38,7 @@ use crate::stages::alert_publish::publish_alerts;
 use crate::stages::batch::cut_batches;
 use crate::stages::emit::emit_batches;
 use crate::stages::ingest::{check_broker, consume};
+use crate::stages::observe::observe_summaries;
 use crate::stages::{MAX_RECORDS_IN_FLIGHT, Shared};
 use crate::supervise::{Stage, StageExit, StageFailure, Stages};
 use crate::window::WindowStore;
@@ -112,59 +115,85 @@ pub async fn run(
         stages.spawn(Stage::Http, async move { serve.await.context("the HTTP server failed") });
     }
 
-    let (results_sender, results) = mpsc::channel(INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1));
-    let model_path = config.model.path.clone();
-    let workers = config.model.workers;
-    let loaded = tokio::task::spawn_blocking(move || {
-        let (_, bundle_dir) = registry::resolve_model_path(&model_path)?;
-        LoadedModel::load(&bundle_dir, workers, None)
-            .with_context(|| format!("failed to load the model from {}", bundle_dir.display()))
-    })
-    .await
-    .context("model loading panicked")??;
-    let pool = InferencePool::<PendingMessage>::start(
-        loaded,
-        INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
-        results_sender,
-        faults.inference_panic,
-    )?;
-    let model_switch = pool.switch();
-    let model = model_switch.current();
-    metrics.model.set_model_version(&model.version);
-    metrics.model.create_topic_series(&model.topic_labels);
-    readiness.set_model_loaded(true);
-    tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
+    let role = config.pipeline.role;
+    // The aggregate role runs no model: the classify processes' summaries carry their answers.
+    let inference = match role {
+        PipelineRole::Aggregate => {
+            // Nothing to load: readiness then hangs on the partitions and the broker only.
+            readiness.set_model_loaded(true);
+            None
+        }
+        PipelineRole::All | PipelineRole::Classify => {
+            Some(start_inference(&config, faults.inference_panic, &metrics, &readiness).await?)
+        }
+    };
+    let windows = Arc::new(Mutex::new(
+        WindowStore::new(config.windows.to_window_config())
+            .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?,
+    ));
+    let detector = Arc::new(Mutex::new(
+        SpikeDetector::new(config.detector.to_detector_config())
+            .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?,
+    ));
+    let aggregator = (role == PipelineRole::Aggregate).then(|| AggregatorState {
+        windows: Arc::clone(&windows),
+        detector: Arc::clone(&detector),
+        ownership: Arc::default(),
+    });
 
     let (consumed_sender, consumed) = mpsc::channel(CONSUMED_QUEUE_BATCHES * config.batch.max_size);
-    let (source, completions) =
-        KafkaSource::start(&config, Arc::clone(&metrics), Arc::clone(&readiness), consumed_sender)?;
+    let (source, completions) = match &aggregator {
+        None => KafkaSource::start(&config, Arc::clone(&metrics), Arc::clone(&readiness), consumed_sender, None)?,
+        Some(state) => {
+            let restorer = Restorer {
+                kafka: config.kafka.clone(),
+                repartition_topic: config.pipeline.repartition_topic.clone(),
+                state_topic: config.pipeline.state_topic.clone(),
+                state: state.clone(),
+                sink: KafkaSink::new(&config.kafka.brokers, config.kafka.producer_options.iter())?,
+                metrics: Arc::clone(&metrics),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            let summaries = config.consuming_summaries();
+            KafkaSource::start(
+                &summaries,
+                Arc::clone(&metrics),
+                Arc::clone(&readiness),
+                consumed_sender,
+                Some(Arc::new(restorer)),
+            )?
+        }
+    };
     let sink = KafkaSink::new(&config.kafka.brokers, config.kafka.producer_options.iter())?;
-    let windows = WindowStore::new(config.windows.to_window_config())
-        .map_err(|problems| anyhow::anyhow!("invalid window settings: {}", problems.join("; ")))?;
-    let detector = SpikeDetector::new(config.detector.to_detector_config())
-        .map_err(|problems| anyhow::anyhow!("invalid detector settings: {}", problems.join("; ")))?;
     let entities = EntityWindows::from_config(&config, &metrics)?;
     let (archive_sink, archive_thread) = match archive::WriterSettings::from_config(&config.archive) {
         Some(settings) => Some(archive::start(settings, Arc::clone(&metrics)).await?),
         None => None,
     }
     .unzip();
+    let (model, pipeline) = inference.map(|(switch, pool, results)| (switch, (pool, results))).unzip();
     let shared = Arc::new(Shared {
         config,
         metrics,
         readiness,
         sink,
         completions,
-        model: model_switch,
-        windows: Mutex::new(windows),
-        detector: Mutex::new(detector),
+        model,
+        windows,
+        detector,
+        aggregator: aggregator.clone(),
         entities,
         in_flight_records: Arc::new(Semaphore::new(MAX_RECORDS_IN_FLIGHT)),
         observers,
         archive: archive_sink,
         abandon: CancellationToken::new(),
     });
-    tracing::info!(topics = ?shared.config.kafka.input_topics, brokers = %shared.config.kafka.brokers, "consuming");
+    tracing::info!(
+        role = ?role,
+        topics = ?shared.config.kafka.input_topics,
+        brokers = %shared.config.kafka.brokers,
+        "consuming"
+    );
 
     // `shutdown` is the one root: a signal cancels it, and so does a stage failure below. The
     // stages that stop on a token stop on this child of it (a child cannot cancel the root), at
@@ -174,26 +203,34 @@ pub async fn run(
     let stop = shutdown.child_token();
     let (decoded_sender, decoded) = mpsc::channel(DECODED_QUEUE_BATCHES * shared.config.batch.max_size);
     let (alert_sender, alert_queue) = mpsc::unbounded_channel();
-    stages.spawn(Stage::Consume, consume(Arc::clone(&shared), consumed, decoded_sender, stop.clone()));
-    stages.spawn(Stage::Batch, cut_batches(Arc::clone(&shared), decoded, pool));
-    stages.spawn(Stage::Emit, emit_batches(Arc::clone(&shared), results));
+    match (pipeline, &shared.model, aggregator) {
+        (Some((pool, results)), Some(model), _) => {
+            stages.spawn(Stage::Consume, consume(Arc::clone(&shared), consumed, decoded_sender, stop.clone()));
+            stages.spawn(Stage::Batch, cut_batches(Arc::clone(&shared), decoded, pool));
+            stages.spawn(Stage::Emit, emit_batches(Arc::clone(&shared), results));
+            let reload = reload::watch(
+                shared.config.model.path.clone(),
+                model.clone(),
+                Arc::clone(&shared.metrics),
+                shared.config.model.watch_interval(),
+                stop.clone(),
+            );
+            stages.spawn(Stage::Reload, async move {
+                reload.await;
+                Ok(())
+            });
+            if let Some(retrain) = schedule::retrains(&shared.config, stop.clone()) {
+                stages.spawn(Stage::Retrain, retrain);
+            }
+        }
+        (_, _, Some(state)) => {
+            stages.spawn(Stage::Consume, observe_summaries(Arc::clone(&shared), state, consumed, stop.clone()));
+        }
+        _ => unreachable!("a process runs a model unless it is an aggregator"),
+    }
     stages.spawn(Stage::AlertPublish, publish_alerts(Arc::clone(&shared), alert_queue));
     stages.spawn(Stage::Aggregate, aggregate(Arc::clone(&shared), stop.clone(), alert_sender.clone()));
-    stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), stop.clone()));
-    let reload = reload::watch(
-        shared.config.model.path.clone(),
-        shared.model.clone(),
-        Arc::clone(&shared.metrics),
-        shared.config.model.watch_interval(),
-        stop.clone(),
-    );
-    stages.spawn(Stage::Reload, async move {
-        reload.await;
-        Ok(())
-    });
-    if let Some(retrain) = schedule::retrains(&shared.config, stop) {
-        stages.spawn(Stage::Retrain, retrain);
-    }
+    stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), stop));
 
     // Until shutdown no stage ends on its own, so the first exit is a failure.
     let mut failure = tokio::select! {
@@ -266,6 +303,39 @@ pub async fn run(
     }
 }
 
+/// Loads the served model into the inference workers: the model switch hot reload swaps, the pool the batcher
+/// feeds, and the queue of classified batches emit takes.
+async fn start_inference(
+    config: &Config,
+    inference_panic: Option<InferencePanicFault>,
+    metrics: &Metrics,
+    readiness: &Readiness,
+) -> anyhow::Result<(ModelSwitch, InferencePool<PendingMessage>, mpsc::Receiver<ClassifiedBatch<PendingMessage>>)> {
+    let (results_sender, results) = mpsc::channel(INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1));
+    let model_path = config.model.path.clone();
+    let workers = config.model.workers;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let (_, bundle_dir) = registry::resolve_model_path(&model_path)?;
+        LoadedModel::load(&bundle_dir, workers, None)
+            .with_context(|| format!("failed to load the model from {}", bundle_dir.display()))
+    })
+    .await
+    .context("model loading panicked")??;
+    let pool = InferencePool::<PendingMessage>::start(
+        loaded,
+        INFERENCE_QUEUE_BATCHES_PER_WORKER * config.model.workers.max(1),
+        results_sender,
+        inference_panic,
+    )?;
+    let model_switch = pool.switch();
+    let model = model_switch.current();
+    metrics.model.set_model_version(&model.version);
+    metrics.model.create_topic_series(&model.topic_labels);
+    readiness.set_model_loaded(true);
+    tracing::info!(version = %model.version, path = %config.model.path.display(), workers = config.model.workers, "model loaded");
+    Ok((model_switch, pool, results))
+}
+
 /// Makes a stage failure visible everywhere an operator or orchestrator looks: the log line, the
 /// counter, `/readyz` (not ready) and `/healthz` (failing, naming the stage).
 fn report_stage_failure(shared: &Shared, failure: &StageFailure) {
@@ -295,7 +365,7 @@ async fn check_topics_exist(config: &Config) -> anyhow::Result<()> {
         .await
         .context("the topic check panicked")?;
     match listed {
-        Ok(existing) => config.kafka.check_topics_exist(&existing)?,
+        Ok(existing) => config.kafka.check_topics_exist(&existing, &config.pipeline.topics())?,
         Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot check that the configured topics exist"),
     }
     Ok(())

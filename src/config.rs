@@ -27,7 +27,7 @@ pub use crate::http::HttpConfig;
 pub use crate::ingest::settings::{KafkaConfig, KafkaOptions, REDACTED};
 pub use crate::logging::{LogConfig, LogFormat};
 pub use crate::model::settings::{ModelConfig, RetrainConfig};
-pub use crate::pipeline::settings::{BatchConfig, InputConfig, InputFormat};
+pub use crate::pipeline::settings::{BatchConfig, InputConfig, InputFormat, PipelineConfig, PipelineRole};
 pub use crate::window::settings::WindowsConfig;
 
 /// Process exit status for any configuration error: `EX_USAGE` from sysexits.h, as linkerd2-proxy uses.
@@ -61,6 +61,8 @@ const ENV_LIST_KEYS: [&str; 5] = [
 pub struct Config {
     /// Brokers, topics and librdkafka pass-through options.
     pub kafka: KafkaConfig,
+    /// Which stages this process runs (all, or classify or aggregate for a fleet).
+    pub pipeline: PipelineConfig,
     /// How input messages are decoded.
     pub input: InputConfig,
     /// Micro-batching in front of the model.
@@ -231,6 +233,16 @@ impl Config {
         self.log.check(&mut issues);
         self.archive.check(&mut issues);
         self.entities.check(&mut issues);
+        self.pipeline.check(&mut issues);
+        if self.pipeline.role != PipelineRole::All && self.entities.enabled() {
+            let requirement = "entity windows run only with pipeline.role = \"all\" for now: the repartition topic \
+                               is keyed by topic, not entity; remove [entities] or run one process";
+            issues.push(ConfigIssue::new(
+                "pipeline.role",
+                format!("{:?}", self.pipeline.role).to_lowercase(),
+                requirement,
+            ));
+        }
         if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 
@@ -264,6 +276,15 @@ impl Config {
                 requirement: format!("{problem}: change the [{section}] setting it names"),
             });
         }
+    }
+
+    /// This config as an aggregator's consumer takes it: the repartition topic as its only input, in the
+    /// aggregators' group.
+    pub fn consuming_summaries(&self) -> Config {
+        let mut summaries = self.clone();
+        summaries.kafka.input_topics = vec![self.pipeline.repartition_topic.clone()];
+        summaries.kafka.group_id = self.pipeline.aggregate_group_id(&self.kafka.group_id);
+        summaries
     }
 
     /// A copy with every secret pass-through option value replaced by [`REDACTED`].
@@ -851,14 +872,14 @@ mod tests {
         config.kafka.late_topic = Some("sentmon.late".to_owned());
         let existing: std::collections::BTreeSet<String> =
             ["news", "sentmon.enriched", "sentmon.dead-letter"].map(String::from).into();
-        let Err(ConfigError::Invalid(issues)) = config.kafka.check_topics_exist(&existing) else {
+        let Err(ConfigError::Invalid(issues)) = config.kafka.check_topics_exist(&existing, &[]) else {
             panic!("two topics are missing");
         };
         let named: Vec<(&str, &str)> = issues.iter().map(|issue| (issue.key.as_str(), issue.value.as_str())).collect();
         assert_eq!(named, [("kafka.alerts_topic", "\"sentmon.alerts\""), ("kafka.late_topic", "\"sentmon.late\"")]);
         assert!(issues[0].requirement.contains("require_existing_topics = false"), "{}", issues[0]);
         config.kafka.require_existing_topics = false;
-        assert!(config.kafka.check_topics_exist(&existing).is_ok());
+        assert!(config.kafka.check_topics_exist(&existing, &[]).is_ok());
     }
 
     /// Issue 11: `check-config` said valid, then `run` exited 1 on window and detector settings

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod entity;
 pub mod evaluation;
 pub mod faults;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod locks;

@@ -275,6 +275,44 @@ metric_group! {
     }
 }
 
+/// Restore time, 10 ms to 60 s: reading the state topic and installing a few hundred topics' snapshots takes
+/// well under a second; the top buckets catch a slow or huge state topic.
+const RESTORE_DURATION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+metric_group! {
+    /// The aggregate role (`[pipeline] role = "aggregate"`): summaries applied, state snapshots written and restored.
+    pub struct FleetMetrics {
+        /// Topic summaries taken from the repartition topic into the windows (late ones included).
+        summaries_applied: IntCounter =
+            int_counter("sentmon_summaries_applied_total", "Topic summaries applied to the windows.")?,
+        /// Summaries skipped after a restore because the restored state already held them.
+        summaries_already_restored: IntCounter =
+            int_counter(
+                "sentmon_summaries_already_restored_total",
+                "Summaries skipped because a restored snapshot already held them.",
+            )?,
+        /// Topic state snapshots handed to the state topic. Labels: `result` (`written` | `failed`).
+        snapshots: IntCounterVec =
+            int_counter_vec("sentmon_state_snapshots_total", "Topic state snapshots written or failed.", &["result"])?,
+        /// Time from a partition assignment to its topics' state being restored (state topic read included).
+        restore_duration: Histogram =
+            histogram(
+                "sentmon_restore_duration_seconds",
+                "Time to restore the state of newly assigned topics.",
+                RESTORE_DURATION_BUCKETS,
+            )?,
+        /// Topics whose windows and detector were restored from a snapshot.
+        topics_restored: IntCounter =
+            int_counter("sentmon_topics_restored_total", "Topics restored from a state snapshot.")?,
+        /// Restores that failed (the state topic could not be read in time): the topics then start cold.
+        restore_failures: IntCounter =
+            int_counter("sentmon_restore_failures_total", "Restores that failed; the topics started cold.")?,
+        /// Topics this aggregator owns now.
+        topics_owned: IntGauge =
+            int_gauge("sentmon_topics_owned", "Topics this aggregator owns.")?,
+    }
+}
+
 metric_group! {
     /// The process: readiness, failed stages, build.
     pub struct ProcessMetrics {
@@ -307,6 +345,7 @@ pub struct Metrics {
     pub topics: TopicMetrics,
     pub entities: EntityMetrics,
     pub archive: ArchiveMetrics,
+    pub fleet: FleetMetrics,
     pub process: ProcessMetrics,
 }
 
@@ -328,6 +367,7 @@ impl Metrics {
             topics: TopicMetrics::register(&registry)?,
             entities: EntityMetrics::register(&registry)?,
             archive: ArchiveMetrics::register(&registry)?,
+            fleet: FleetMetrics::register(&registry)?,
             process: ProcessMetrics::register(&registry)?,
             registry,
         };
@@ -490,6 +530,7 @@ mod tests {
         metrics.ingest.commits.inc();
         metrics.ingest.commit_failures.inc();
         metrics.process.ready.set(1);
+        metrics.fleet.snapshots.with_label_values(&["written"]).inc();
     }
 
     const EXPECTED_FAMILIES: &[(&str, &str)] = &[
@@ -530,6 +571,13 @@ mod tests {
         ("sentmon_archive_files_total", "counter"),
         ("sentmon_archive_errors_total", "counter"),
         ("sentmon_archive_records_dropped_total", "counter"),
+        ("sentmon_summaries_applied_total", "counter"),
+        ("sentmon_summaries_already_restored_total", "counter"),
+        ("sentmon_state_snapshots_total", "counter"),
+        ("sentmon_restore_duration_seconds", "histogram"),
+        ("sentmon_topics_restored_total", "counter"),
+        ("sentmon_restore_failures_total", "counter"),
+        ("sentmon_topics_owned", "gauge"),
     ];
 
     #[test]

@@ -328,7 +328,7 @@ pub struct TopicState {
 }
 
 /// EWMA mean and variance of a topic's past per-bucket negative rates.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Baseline {
     mean: f64,
     variance: f64,
@@ -360,7 +360,7 @@ impl Baseline {
 }
 
 /// EWMA mean and variance of a topic's past per-bucket negative counts, empty buckets included.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CountBaseline {
     mean: f64,
     variance: f64,
@@ -391,7 +391,7 @@ impl CountBaseline {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Episode {
     Quiet {
         cooldown_until_ms: Option<i64>,
@@ -404,7 +404,7 @@ enum Episode {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TopicDetector {
     baseline: Option<Baseline>,
     count_baseline: Option<CountBaseline>,
@@ -556,6 +556,10 @@ impl TopicDetector {
     }
 }
 
+/// One topic's detector state as a restore carries it: opaque outside this module, serialisable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicDetectorState(TopicDetector);
+
 /// Spike detection for every topic the window store closes buckets for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpikeDetector {
@@ -633,6 +637,23 @@ impl SpikeDetector {
     /// The settings it runs with.
     pub fn config(&self) -> &DetectorConfig {
         &self.config
+    }
+
+    /// `topic`'s baselines and episode, for another process to carry on with ([`SpikeDetector::import_topic`]);
+    /// `None` before its first close.
+    pub fn export_topic(&self, topic: &str) -> Option<TopicDetectorState> {
+        self.topics.get(topic).map(|detector| TopicDetectorState(detector.clone()))
+    }
+
+    /// Puts back a topic's state exported by a detector with the same settings: an open episode stays open (it
+    /// fires no second time) and resolves under the id it fired with.
+    pub fn import_topic(&mut self, topic: &str, state: TopicDetectorState) {
+        self.topics.insert(topic.to_owned(), state.0);
+    }
+
+    /// Drops `topic`'s state (another process owns it now).
+    pub fn forget_topic(&mut self, topic: &str) {
+        self.topics.remove(topic);
     }
 
     /// The detector state of `topic`, `None` before its first close.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::window::NegativeExample;
 
-pub use detector::{DetectorConfig, SpikeDetector, TopicState, VolumeConfig};
+pub use detector::{DetectorConfig, SpikeDetector, TopicDetectorState, TopicState, VolumeConfig};
 
 /// Whether an alert event opens or closes a spike episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

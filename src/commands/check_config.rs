@@ -17,7 +17,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(Some(&args.config))?;
     if args.connect {
         let existing = topics::existing_topics(&config.kafka, CONNECT_TIMEOUT)?;
-        config.kafka.check_topics_exist(&existing)?;
+        config.kafka.check_topics_exist(&existing, &config.pipeline.topics())?;
     }
     let redacted = config.to_redacted_toml().context("failed to render the effective config")?;
     let checked = if args.connect && config.kafka.require_existing_topics { "valid, topics exist" } else { "valid" };

@@ -19,11 +19,12 @@ use anyhow::Context;
 use rdkafka::ClientContext;
 use rdkafka::Offset;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -73,6 +74,16 @@ impl Completions {
     }
 }
 
+/// Told of partitions changing hands (an aggregator restores and hands over state with it). Called on the polling
+/// thread inside librdkafka's rebalance callback: it may block, for about as long as a revoke's drain.
+pub trait AssignmentListener: Send + Sync {
+    /// `partitions` (topic, partition) are about to be assigned here; returns the offsets some of them must start
+    /// from (the others start at their committed offset).
+    fn assigning(&self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)>;
+    /// `partitions` are being given up: their in-flight messages are done and their offsets committed.
+    fn revoked(&self, partitions: &[(String, i32)]);
+}
+
 /// Requests from the rest of the daemon to the polling thread.
 enum Control {
     /// Stop fetching and close the message queue (the drain starts); keep taking completions.
@@ -88,14 +99,16 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Subscribes to the input topics and starts the polling thread. Consumed messages go to
-    /// `messages`; the returned [`Completions`] take them back once done. Must be called within
-    /// the tokio runtime (the thread waits for room in `messages` through it).
+    /// Subscribes to `config.kafka.input_topics` in `config.kafka.group_id` and starts the polling
+    /// thread. Consumed messages go to `messages`; the returned [`Completions`] take them back once
+    /// done; `assignments`, when given, hears of every partition that changes hands. Must be called
+    /// within the tokio runtime (the thread waits for room in `messages` through it).
     pub fn start(
         config: &Config,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         messages: mpsc::Sender<InputMessage>,
+        assignments: Option<Arc<dyn AssignmentListener>>,
     ) -> anyhow::Result<(KafkaSource, Completions)> {
         let (completion_sender, completion_receiver) = std_mpsc::channel();
         let state = Mutex::new(PollerState {
@@ -104,7 +117,7 @@ impl KafkaSource {
             held: VecDeque::new(),
             closing: false,
         });
-        let consumer = create_consumer(config, IngestContext { state, metrics, readiness })?;
+        let consumer = create_consumer(config, IngestContext { state, metrics, readiness, assignments })?;
         let (control, control_receiver) = std_mpsc::channel();
         let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
@@ -214,6 +227,7 @@ struct IngestContext {
     state: Mutex<PollerState>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    assignments: Option<Arc<dyn AssignmentListener>>,
 }
 
 impl ClientContext for IngestContext {
@@ -243,6 +257,47 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
+    /// rdkafka's own rebalance (pre-rebalance, assign or unassign, post-rebalance), except that an
+    /// [`AssignmentListener`] may set the offsets new partitions start from: put in the assignment
+    /// itself, they cannot race the fetch of the committed offsets as a seek after it would.
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let assigning = error == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assigning && let Some(listener) = &self.assignments {
+            let assigned: Vec<(String, i32)> = partitions
+                .elements()
+                .iter()
+                .map(|element| (element.topic().to_string(), element.partition()))
+                .collect();
+            for (topic, partition, offset) in listener.assigning(&assigned) {
+                if let Err(error) = partitions.set_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                    tracing::warn!(%error, topic, partition, offset, "cannot set the start offset of an assigned partition");
+                }
+            }
+        }
+        let rebalance = match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(partitions),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(base_consumer, &rebalance);
+        let cooperative = matches!(base_consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result = match (assigning, cooperative) {
+            (true, true) => base_consumer.incremental_assign(partitions),
+            (true, false) => base_consumer.assign(partitions),
+            (false, true) => base_consumer.incremental_unassign(partitions),
+            (false, false) => base_consumer.unassign(),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, assigning, "applying a rebalance failed");
+        }
+        self.post_rebalance(base_consumer, &rebalance);
+    }
+
     /// A revoke is a barrier: before a partition is given up, its in-flight messages finish (their
     /// completions are taken off the channel as they come), their offsets are committed
     /// synchronously, and the next owner starts exactly where this one stopped.
@@ -282,6 +337,10 @@ impl ConsumerContext for IngestContext {
             remove_lag_series(&self.metrics, topic, *partition);
         }
         state.held.retain(|message| !partitions.iter().any(|(topic, partition)| is_of(message, topic, *partition)));
+        drop(state);
+        if let Some(listener) = &self.assignments {
+            listener.revoked(&partitions);
+        }
         tracing::info!(partitions = partitions.len(), "partitions revoked");
     }
 

@@ -80,6 +80,25 @@ impl KafkaSink {
         }
     }
 
+    /// Hands one keyed record to librdkafka without waiting for queue space (for callers that cannot wait, such as
+    /// a timer's snapshot): a full local queue is an error, like any other. Returns the acknowledgement's future.
+    pub fn enqueue_now(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<impl std::future::Future<Output = Result<(), KafkaError>> + Send + use<>, KafkaError> {
+        let record = FutureRecord::<[u8], [u8]>::to(topic).key(key).payload(payload);
+        let delivery = self.producer.send_result(record).map_err(|(error, _)| error)?;
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(error),
+                Err(_) => Err(KafkaError::Canceled),
+            }
+        })
+    }
+
     /// Sends one record and waits for the broker's acknowledgement: [`KafkaSink::enqueue`], then
     /// the acknowledgement.
     pub async fn send(

@@ -118,13 +118,18 @@ impl KafkaConfig {
 
     /// Checks that every configured topic is among `existing` (the topics the brokers' metadata
     /// lists), unless `require_existing_topics` is off; names each missing one and the fix.
-    pub fn check_topics_exist(&self, existing: &std::collections::BTreeSet<String>) -> Result<(), ConfigError> {
+    pub fn check_topics_exist(
+        &self,
+        existing: &std::collections::BTreeSet<String>,
+        also: &[(&str, &str)],
+    ) -> Result<(), ConfigError> {
         if !self.require_existing_topics {
             return Ok(());
         }
         let issues: Vec<ConfigIssue> = self
             .topics()
             .into_iter()
+            .chain(also.iter().map(|&(key, topic)| (key.to_owned(), topic)))
             .filter(|(_, topic)| !existing.contains(*topic))
             .map(|(key, topic)| {
                 let requirement = format!(

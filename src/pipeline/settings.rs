@@ -1,5 +1,5 @@
-//! The `[input]` and `[batch]` sections of the daemon config: how a Kafka message is decoded and how
-//! messages are batched for the model, with their defaults, docs and checks.
+//! The `[pipeline]`, `[input]` and `[batch]` sections of the daemon config: which stages this process runs, how a
+//! Kafka message is decoded and how messages are batched for the model, with their defaults, docs and checks.
 
 use std::time::Duration;
 
@@ -15,6 +15,99 @@ const MAX_BATCH_SIZE: usize = 4096;
 /// A message waits at most `batch.max_wait_ms` for its batch. A minute already delays offset
 /// commits and alerts far more than fuller batches speed inference, so longer is a mistake.
 const MAX_BATCH_WAIT_MS: u64 = 60_000;
+
+/// `[pipeline]`: which stages this process runs. One process runs them all by default; a fleet splits them into
+/// classify processes (input topics -> model -> enriched records, and a summary of each counted message keyed by
+/// its topic on the repartition topic) and aggregate processes (repartition topic -> windows -> detector -> alerts,
+/// with each topic's state snapshotted to the state topic), so that each topic's alerts are decided once, over
+/// every message of the topic (docs/OPERATIONS.md, "Scaling out").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// `"all"` (default), `"classify"` or `"aggregate"`.
+    pub role: PipelineRole,
+    /// Where classify processes send the topic summaries and aggregate processes read them. Give it as many
+    /// partitions as you will ever run aggregators (a topic lives on one partition). Default `sentmon-repartition`.
+    pub repartition_topic: String,
+    /// Where aggregators keep each topic's windows and detector state, one record per topic: create it with
+    /// `cleanup.policy=compact`. Default `sentmon-aggregate-state`.
+    pub state_topic: String,
+    /// The aggregators' consumer group (the classify processes use `kafka.group_id`). Default: `kafka.group_id`
+    /// followed by `-aggregate`.
+    pub aggregate_group_id: Option<String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            role: PipelineRole::All,
+            repartition_topic: "sentmon-repartition".to_owned(),
+            state_topic: "sentmon-aggregate-state".to_owned(),
+            aggregate_group_id: None,
+        }
+    }
+}
+
+/// Which stages a process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum PipelineRole {
+    /// Every stage in one process (one replica, or replicas whose windows each see their own partitions).
+    #[default]
+    All,
+    /// Input -> model -> enriched records and topic summaries; no windows or alerts.
+    Classify,
+    /// Topic summaries -> windows -> detector -> alerts; no model.
+    Aggregate,
+}
+
+impl TryFrom<String> for PipelineRole {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "all" => Ok(PipelineRole::All),
+            "classify" => Ok(PipelineRole::Classify),
+            "aggregate" => Ok(PipelineRole::Aggregate),
+            _ => Err(format!("unknown pipeline role {name:?}: use \"all\", \"classify\" or \"aggregate\"")),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The aggregators' consumer group, given the classify processes' one.
+    pub fn aggregate_group_id(&self, group_id: &str) -> String {
+        self.aggregate_group_id.clone().unwrap_or_else(|| format!("{group_id}-aggregate"))
+    }
+
+    /// The topics this role needs beyond `[kafka]`'s, with their keys: none for `all`, the repartition topic for
+    /// `classify`, and it and the state topic for `aggregate`.
+    pub fn topics(&self) -> Vec<(&'static str, &str)> {
+        match self.role {
+            PipelineRole::All => Vec::new(),
+            PipelineRole::Classify => vec![("pipeline.repartition_topic", &self.repartition_topic)],
+            PipelineRole::Aggregate => vec![
+                ("pipeline.repartition_topic", &self.repartition_topic),
+                ("pipeline.state_topic", &self.state_topic),
+            ],
+        }
+    }
+
+    /// Adds every problem of this section to `issues`.
+    pub(crate) fn check(&self, issues: &mut Vec<ConfigIssue>) {
+        for (key, topic) in
+            [("pipeline.repartition_topic", &self.repartition_topic), ("pipeline.state_topic", &self.state_topic)]
+        {
+            if topic.trim().is_empty() {
+                issues.push(ConfigIssue::new(key, topic, "must name a Kafka topic"));
+            }
+        }
+        if self.role != PipelineRole::All && self.repartition_topic == self.state_topic {
+            let requirement = "must differ from pipeline.repartition_topic: one holds summaries, the other state";
+            issues.push(ConfigIssue::new("pipeline.state_topic", &self.state_topic, requirement));
+        }
+    }
+}
 
 /// `[input]`: how a Kafka message becomes text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The aggregate stage: on every tick, closes the topic and entity windows due, runs the detector, refreshes the
-//! gauges, and announces alerts (metrics, log line, observer) and queues them for publishing. It never waits on the
-//! broker.
+//! gauges, and announces alerts (metrics, log line, observer) and queues them for publishing. In the aggregate role it
+//! also snapshots every topic that closed a bucket to the state topic, before its alerts are queued. It never waits
+//! on the broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use crate::alert::{AlertEvent, AlertKind, AlertScope};
 use crate::app::{now_ms, view_label};
+use crate::fleet::TopicSnapshot;
 use crate::locks;
+use crate::window::ALL_TOPICS;
 
 /// How often windows close, alerts are evaluated and gauges refreshed.
 const AGGREGATE_TICK: Duration = Duration::from_millis(500);
@@ -36,8 +39,11 @@ pub(crate) async fn aggregate(
 
 /// Closes the topic and entity windows due by `now_ms` and hands their alert events on.
 pub(crate) fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc::UnboundedSender<AlertEvent>) {
-    let model_version = shared.model.current().version.clone();
-    let mut alerts = evaluate_topic_windows(shared, now_ms, &model_version);
+    let model_version = shared.alerting_model_version();
+    let (mut alerts, closed_topics) = evaluate_topic_windows(shared, now_ms, &model_version);
+    if let Some(state) = &shared.aggregator {
+        write_snapshots(shared, state.snapshots(&closed_topics));
+    }
     if let Some(entities) = &shared.entities {
         alerts.extend(entities.evaluate(now_ms, &model_version, &shared.metrics));
     }
@@ -48,15 +54,50 @@ pub(crate) fn evaluate_windows(shared: &Shared, now_ms: i64, alert_queue: &mpsc:
     }
 }
 
-/// Closes the topic windows, runs the detector on them and refreshes the topic metrics; returns the alert events.
-fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> Vec<AlertEvent> {
+/// Hands snapshots to the state topic without waiting: the next close writes newer ones, and a restore replays
+/// from whichever snapshot is the latest acknowledged. A failure is counted and logged.
+fn write_snapshots(shared: &Shared, snapshots: Vec<TopicSnapshot>) {
+    for snapshot in snapshots {
+        let delivery = shared.sink.enqueue_now(
+            &shared.config.pipeline.state_topic,
+            snapshot.topic.as_bytes(),
+            &snapshot.to_json(),
+        );
+        let metrics = Arc::clone(&shared.metrics);
+        tokio::spawn(async move {
+            let result = match delivery {
+                Ok(delivery) => delivery.await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(()) => metrics.fleet.snapshots.with_label_values(&["written"]).inc(),
+                Err(error) => {
+                    metrics.fleet.snapshots.with_label_values(&["failed"]).inc();
+                    tracing::warn!(%error, topic = %snapshot.topic, "state snapshot not written; the next close writes another");
+                }
+            }
+        });
+    }
+}
+
+/// Closes the topic windows, runs the detector on them and refreshes the topic metrics; returns the alert events
+/// and the topics that closed buckets.
+fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> (Vec<AlertEvent>, Vec<String>) {
     let closed = locks::lock(&shared.windows).advance(now_ms);
     let mut alerts = Vec::new();
+    let mut closed_topics: Vec<String> = Vec::new();
     {
         let mut detector = locks::lock(&shared.detector);
         for bucket in &closed {
             if let Some(event) = detector.on_closed_bucket(bucket, model_version) {
                 alerts.push(event);
+            }
+            // An aggregator's all-topics aggregate covers only the topics it owns: not a figure to show.
+            if shared.aggregator.is_some() && bucket.topic == ALL_TOPICS {
+                continue;
+            }
+            if !closed_topics.contains(&bucket.topic) {
+                closed_topics.push(bucket.topic.clone());
             }
             for view in &bucket.views {
                 let view_label = view_label(view.width_ms);
@@ -101,7 +142,7 @@ fn evaluate_topic_windows(shared: &Shared, now_ms: i64, model_version: &str) -> 
             }
         }
     }
-    alerts
+    (alerts, closed_topics)
 }
 
 /// Shows an alert where no broker is needed: the metrics, the log line and the observer. (Entity alerts are

@@ -1,7 +1,7 @@
 //! The emit stage: the enriched record of each classified message (or the dead letters of a batch the model failed
 //! on, or the null-answer record of an unsupported language), enqueued in input order; once a batch's records are
-//! acknowledged, its messages are counted in their topic's and entities' windows and archived, and their offsets
-//! released, once per batch.
+//! acknowledged, its messages are counted in their topic's and entities' windows (in the classify role: sent as
+//! topic summaries to the aggregators) and archived, and their offsets released, once per batch.
 
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ use super::output::{
 };
 use crate::app::now_ms;
 use crate::archive::ArchiveRecord;
+use crate::config::PipelineRole;
+use crate::fleet::TopicSummary;
 use crate::locks;
 use crate::message::{MessagePosition, PendingMessage};
 use crate::model::Prediction;
@@ -22,7 +24,7 @@ use crate::pipeline::decode::{DeadLetter, DeadLetterReason};
 use crate::pipeline::record::{self, Classification};
 use crate::pipeline::reorder::InOrder;
 use crate::text::language::UnsupportedLanguage;
-use crate::window::ObserveOutcome;
+use crate::window::{Observation, ObserveOutcome};
 
 /// Sends each classified message's enriched record; once a batch's records are acknowledged,
 /// counts them in the windows and releases their offsets, once for the whole batch.
@@ -130,7 +132,16 @@ where
         }
         drop(slot);
     }
-    let late = count_in_windows(&shared, &model, &acknowledged);
+    let late = match shared.config.pipeline.role {
+        PipelineRole::Classify => {
+            if !forward_summaries(&shared, &model, &acknowledged).await {
+                // The drain was abandoned: the batch is read again after the restart.
+                return;
+            }
+            Vec::new()
+        }
+        PipelineRole::All | PipelineRole::Aggregate => count_in_windows(&shared, &model, &acknowledged),
+    };
     if let Some(late_topic) = &shared.config.kafka.late_topic {
         for index in late {
             let (pending, _, _, payload) = &acknowledged[index];
@@ -152,18 +163,15 @@ where
     shared.completions.complete(positions);
 }
 
-/// Counts a batch's acknowledged messages: the metrics, then the topic and entity windows under one
-/// lock each. Returns the indices of the messages that came too late for their window.
-fn count_in_windows(
+/// The observations of a batch's acknowledged, classified messages, with their index in the batch and entities;
+/// counts every acknowledged message in the metrics on the way.
+fn counted_observations<'a>(
     shared: &Shared,
-    model: &ModelIdentity,
-    acknowledged: &[(PendingMessage, Answer, i64, Vec<u8>)],
-) -> Vec<usize> {
+    model: &'a ModelIdentity,
+    acknowledged: &'a [(PendingMessage, Answer, i64, Vec<u8>)],
+) -> Vec<(usize, Observation, Option<&'a [String]>)> {
     let metrics = &shared.metrics;
-    let now_ms = now_ms();
-    let mut late = Vec::new();
-    let mut entity_observations = Vec::new();
-    let mut windows = locks::lock(&shared.windows);
+    let mut observations = Vec::with_capacity(acknowledged.len());
     for (index, (pending, answer, _, _)) in acknowledged.iter().enumerate() {
         metrics.output.end_to_end_latency.observe(pending.message.received_at.elapsed().as_secs_f64());
         let (prediction, entities) = match answer {
@@ -176,14 +184,31 @@ fn count_in_windows(
         let classification = classify_as(model, prediction, entities.as_deref());
         metrics.model.messages_classified.with_label_values(&[classification.topic, classification.sentiment]).inc();
         let observation = record::observation(&pending.message, &pending.decoded, &classification);
+        observations.push((index, observation, classification.entities));
+    }
+    observations
+}
+
+/// Counts a batch's acknowledged messages in the topic and entity windows, under one lock each. Returns the
+/// indices of the messages that came too late for their window.
+fn count_in_windows(
+    shared: &Shared,
+    model: &ModelIdentity,
+    acknowledged: &[(PendingMessage, Answer, i64, Vec<u8>)],
+) -> Vec<usize> {
+    let now_ms = now_ms();
+    let mut late = Vec::new();
+    let mut entity_observations = Vec::new();
+    let mut windows = locks::lock(&shared.windows);
+    for (index, observation, entities) in counted_observations(shared, model, acknowledged) {
         match windows.observe(&observation, now_ms) {
             ObserveOutcome::Counted => {
-                if let Some(entities) = classification.entities.filter(|entities| !entities.is_empty()) {
+                if let Some(entities) = entities.filter(|entities| !entities.is_empty()) {
                     entity_observations.push((observation, entities));
                 }
             }
             ObserveOutcome::Late => {
-                metrics.topics.messages_late.with_label_values(&[classification.topic]).inc();
+                shared.metrics.topics.messages_late.with_label_values(&[&observation.topic]).inc();
                 late.push(index);
             }
         }
@@ -193,6 +218,29 @@ fn count_in_windows(
         entity_windows.observe_batch(&entity_observations, now_ms);
     }
     late
+}
+
+/// The classify role: sends the summary of each of a batch's counted messages to the repartition topic, keyed by
+/// its topic, and waits until all are acknowledged (retried like the records), so that an offset completes only
+/// once its message is in an aggregator's input. Returns whether all were (not when the drain was abandoned).
+async fn forward_summaries(
+    shared: &Arc<Shared>,
+    model: &ModelIdentity,
+    acknowledged: &[(PendingMessage, Answer, i64, Vec<u8>)],
+) -> bool {
+    let mut deliveries = Vec::new();
+    for (_, observation, _) in counted_observations(shared, model, acknowledged) {
+        let topic_key = observation.topic.clone().into_bytes();
+        let summary = TopicSummary::new(observation, &model.version);
+        let repartition_topic = shared.config.pipeline.repartition_topic.clone();
+        deliveries
+            .push(enqueue_with_retry(shared, "summary", repartition_topic, Some(topic_key), summary.to_json()).await);
+    }
+    let mut all_acknowledged = true;
+    for delivery in deliveries {
+        all_acknowledged &= delivery.await.is_some();
+    }
+    all_acknowledged
 }
 
 /// What the model said about one message, as the record, windows and archive take it.

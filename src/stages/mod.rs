@@ -4,12 +4,14 @@
 //! closes, detector, gauges) -> [`alert_publish`]. [`output`] holds what several of them share: bounded in-flight
 //! records, produce retries and dead letters. Polling Kafka and the offsets are the polling thread's
 //! (`crate::ingest::consumer`); stages report finished messages to it through [`Shared::completions`]. `crate::app` wires the stages and drains them.
+//! In the aggregate role ([`observe`]) the consume stage takes topic summaries straight into the windows instead.
 
 pub(crate) mod aggregate;
 pub(crate) mod alert_publish;
 pub(crate) mod batch;
 pub(crate) mod emit;
 pub(crate) mod ingest;
+pub(crate) mod observe;
 pub(crate) mod output;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use crate::alert::SpikeDetector;
 use crate::app::Observers;
 use crate::archive::ArchiveSink;
 use crate::config::Config;
+use crate::fleet::restore::AggregatorState;
 use crate::ingest::consumer::Completions;
 use crate::ingest::producer::KafkaSink;
 use crate::metrics::Metrics;
@@ -41,10 +44,12 @@ pub(crate) struct Shared {
     pub(crate) sink: KafkaSink,
     /// Where finished messages are reported, so the polling thread can store their offsets.
     pub(crate) completions: Completions,
-    /// The served model; hot reload swaps it between batches.
-    pub(crate) model: ModelSwitch,
-    pub(crate) windows: Mutex<WindowStore>,
-    pub(crate) detector: Mutex<SpikeDetector>,
+    /// The served model; hot reload swaps it between batches. `None` in the aggregate role.
+    pub(crate) model: Option<ModelSwitch>,
+    pub(crate) windows: Arc<Mutex<WindowStore>>,
+    pub(crate) detector: Arc<Mutex<SpikeDetector>>,
+    /// The aggregate role's state (the same windows and detector, and the topics owned), shared with its restorer.
+    pub(crate) aggregator: Option<AggregatorState>,
     /// Windows and detector per entity, when `[entities]` tracks any.
     pub(crate) entities: Option<EntityWindows>,
     pub(crate) in_flight_records: Arc<Semaphore>,
@@ -54,4 +59,16 @@ pub(crate) struct Shared {
     /// Cancelled when the drain's deadline passes (never by the shutdown root): stops produce
     /// retries, whose records are then read again after the restart.
     pub(crate) abandon: CancellationToken,
+}
+
+impl Shared {
+    /// The model version alerts name: the served model's, or in the aggregate role the one that classified the
+    /// latest summary.
+    pub(crate) fn alerting_model_version(&self) -> String {
+        match (&self.model, &self.aggregator) {
+            (Some(model), _) => model.current().version.clone(),
+            (None, Some(state)) => crate::locks::lock(&state.ownership).model_version().to_owned(),
+            (None, None) => String::new(),
+        }
+    }
 }

@@ -93,7 +93,7 @@ fn truncate_example_text(text: &str) -> String {
 }
 
 /// Counts and the most negative examples of a set of observations (a bucket, or a merge of buckets).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Aggregate {
     pub(super) counts: SentimentCounts,
     /// Most negative first, at most the store's example limit long.

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 pub use aggregate::{MAX_EXAMPLE_TEXT_CHARS, NegativeExample, SentimentCounts};
 pub use config::{MAX_BUCKETS_PER_VIEW, MAX_EXAMPLES_PER_BUCKET, MAX_WINDOW_DURATION_MS, WindowConfig};
-pub use store::{DORMANT_AFTER_LARGEST_VIEWS, LATEST_SUPPORTED_TIME_MS, MAX_EVENT_TIME_SKEW_MS, WindowStore};
+pub use store::{
+    DORMANT_AFTER_LARGEST_VIEWS, LATEST_SUPPORTED_TIME_MS, MAX_EVENT_TIME_SKEW_MS, TopicWindowsState, WindowStore,
+};
 
 /// The reserved topic key of the aggregate over all topics.
 ///
@@ -41,7 +43,7 @@ pub struct ExampleText {
 }
 
 /// One classified message, as the window store sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// The input partition the message came from, e.g. `news/3`: the watermark follows the
     /// slowest source, so one partition replaying far ahead of another makes nothing late.

@@ -36,6 +36,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::aggregate::Aggregate;
 use super::{ALL_TOPICS, ClosedBucket, Observation, ObserveOutcome, ViewSnapshot, WindowConfig};
 
@@ -66,12 +68,18 @@ fn bucket_start_containing(time_ms: i64, bucket_width_ms: i64) -> i64 {
 }
 
 /// The store-wide event-time progress, from each source's.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Watermark {
     /// Per source: the highest (skew-capped) event time observed, with the wall-clock time at which it last rose.
     /// Bounded by the number of input partitions the process has consumed.
     sources: BTreeMap<String, (i64, i64)>,
     watermark_ms: Option<i64>,
+    /// Sources announced before their first observation, with the wall-clock time of the announcement: the
+    /// watermark waits for each until it delivers, or for `idle_close_delay_ms` at most (it may have nothing to
+    /// send). An aggregator announces every (input partition, repartition partition) pair it will receive, so that
+    /// a pair whose summaries it has not fetched yet cannot find them late.
+    #[serde(default)]
+    expected: BTreeMap<String, i64>,
 }
 
 impl Watermark {
@@ -86,6 +94,13 @@ impl Watermark {
     }
 
     fn advance(&mut self, now_wall_ms: i64, idle_close_delay_ms: i64) {
+        let sources = &self.sources;
+        self.expected.retain(|source, announced_at_wall_ms| {
+            !sources.contains_key(source) && now_wall_ms - *announced_at_wall_ms < idle_close_delay_ms
+        });
+        if !self.expected.is_empty() {
+            return;
+        }
         let slowest_progress_ms = self
             .sources
             .values()
@@ -98,10 +113,34 @@ impl Watermark {
         };
         self.watermark_ms = Some(self.watermark_ms.map_or(candidate_ms, |current_ms| current_ms.max(candidate_ms)));
     }
+
+    /// Takes in another store's progress (a restored topic's) for the sources `keep_source` accepts: each keeps the
+    /// further of the two, and the watermark never moves back.
+    fn merge(&mut self, other: &Watermark, keep_source: impl Fn(&str) -> bool) {
+        for (source, &(highest_ms, raised_at_wall_ms)) in other.sources.iter().filter(|(source, _)| keep_source(source))
+        {
+            match self.sources.get_mut(source) {
+                Some(mine) if mine.0 >= highest_ms => {}
+                Some(mine) => *mine = (highest_ms, raised_at_wall_ms),
+                None => {
+                    self.sources.insert(source.clone(), (highest_ms, raised_at_wall_ms));
+                }
+            }
+        }
+        self.watermark_ms = self.watermark_ms.max(other.watermark_ms);
+    }
+}
+
+/// One topic's share of a [`WindowStore`], as a restore carries it from one process to another: its buckets and
+/// close cursor, and the store's watermark when it was taken. Opaque outside this module; serialisable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicWindowsState {
+    windows: TopicWindows,
+    watermark: Watermark,
 }
 
 /// One topic's live buckets and its close cursor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TopicWindows {
     /// Keyed by bucket start. Holds only buckets that received observations.
     buckets: BTreeMap<i64, Aggregate>,
@@ -155,7 +194,7 @@ impl WindowStore {
             largest_view_width_ms: config.largest_view_width_ms(),
             config,
             topics: BTreeMap::new(),
-            watermark: Watermark { sources: BTreeMap::new(), watermark_ms: None },
+            watermark: Watermark { sources: BTreeMap::new(), watermark_ms: None, expected: BTreeMap::new() },
         })
     }
 
@@ -273,6 +312,43 @@ impl WindowStore {
     /// most `(largest view + allowed lateness) / bucket width + 2`.
     pub fn live_bucket_count(&self, topic: &str) -> usize {
         self.topics.get(topic).map_or(0, |windows| windows.buckets.len())
+    }
+
+    /// `topic`'s buckets and cursor with the store's watermark, `None` for a topic without live state.
+    pub fn export_topic(&self, topic: &str) -> Option<TopicWindowsState> {
+        let windows = self.topics.get(topic)?.clone();
+        Some(TopicWindowsState { windows, watermark: self.watermark.clone() })
+    }
+
+    /// Puts back a topic exported by [`WindowStore::export_topic`] (in this process or another with the same
+    /// window settings), replacing what the store held for it; the watermark takes in the exported one's progress
+    /// for the sources `keep_source` accepts (those this store will go on receiving). Closing then goes on exactly
+    /// as it would have in the exporting store.
+    pub fn import_topic(&mut self, topic: &str, state: TopicWindowsState, keep_source: impl Fn(&str) -> bool) {
+        self.watermark.merge(&state.watermark, keep_source);
+        self.topics.insert(topic.to_owned(), state.windows);
+    }
+
+    /// Drops `topic`'s buckets (another process owns it now).
+    pub fn forget_topic(&mut self, topic: &str) {
+        self.topics.remove(topic);
+    }
+
+    /// Announces sources that will deliver observations: the watermark does not move until each has delivered one,
+    /// or `idle_close_delay` has passed since `now_wall_ms` (see the module docs).
+    pub fn expect_sources(&mut self, sources: impl IntoIterator<Item = String>, now_wall_ms: i64) {
+        for source in sources {
+            if !self.watermark.sources.contains_key(&source) {
+                self.watermark.expected.insert(source, clamp_to_supported_range(now_wall_ms));
+            }
+        }
+    }
+
+    /// Stops following the sources `forget` picks (they will send nothing more here), so that they no longer hold
+    /// the watermark back.
+    pub fn forget_sources(&mut self, forget: impl Fn(&str) -> bool) {
+        self.watermark.sources.retain(|source, _| !forget(source));
+        self.watermark.expected.retain(|source, _| !forget(source));
     }
 
     /// The current watermark, `None` until the first observation.
