@@ -17,6 +17,9 @@ use prometheus::{
     TextEncoder, core::Collector,
 };
 
+/// The `result` label values of `sentmon_state_snapshots_total`.
+pub const SNAPSHOT_RESULTS: [&str; 2] = ["written", "failed"];
+
 /// The `result` label values of `sentmon_model_reloads_total`.
 pub const MODEL_RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 
@@ -378,6 +381,9 @@ impl Metrics {
         for reason in DeadLetterReason::ALL {
             metrics.ingest.messages_dead_lettered.with_label_values(&[reason.as_str()]);
         }
+        for result in SNAPSHOT_RESULTS {
+            metrics.fleet.snapshots.with_label_values(&[result]);
+        }
         for result in MODEL_RELOAD_RESULTS {
             metrics.model.model_reloads.with_label_values(&[result]);
         }
@@ -530,7 +536,6 @@ mod tests {
         metrics.ingest.commits.inc();
         metrics.ingest.commit_failures.inc();
         metrics.process.ready.set(1);
-        metrics.fleet.snapshots.with_label_values(&["written"]).inc();
     }
 
     const EXPECTED_FAMILIES: &[(&str, &str)] = &[

@@ -104,8 +104,12 @@ fn the_spike_alert_has_for_keep_firing_for_and_all_three_gates() {
 fn rules_and_dashboard_use_only_metrics_that_sentmon_exports() {
     let metrics_source = read_repo_file("src/metrics.rs");
     let exported: BTreeSet<String> = sentmon_identifiers(&metrics_source).into_iter().collect();
-    let histograms =
-        ["sentmon_batch_size_messages", "sentmon_inference_duration_seconds", "sentmon_end_to_end_latency_seconds"];
+    let histograms = [
+        "sentmon_batch_size_messages",
+        "sentmon_inference_duration_seconds",
+        "sentmon_end_to_end_latency_seconds",
+        "sentmon_restore_duration_seconds",
+    ];
     for file in [RULES, RULE_TESTS, DASHBOARD] {
         for name in sentmon_identifiers(&read_repo_file(file)) {
             let base = ["_bucket", "_sum", "_count"]
@@ -517,6 +521,45 @@ fn the_kubernetes_config_passes_sentmon_check_config() {
     let scratch = tempfile::tempdir().unwrap();
     let path = k8s_config(&objects, scratch.path());
     run_ok(Command::new(env!("CARGO_BIN_EXE_sentmon")).arg("check-config").arg(&path));
+}
+
+/// The split fleet (issue 12): the overlay makes the base Deployment the classify processes and adds the
+/// aggregators, the compose override does the same, and the shared config passes `check-config` in both roles.
+#[test]
+fn the_split_fleet_layouts_run_classify_and_aggregate_processes_on_a_config_that_checks() {
+    let overlay = yaml_file(&format!("{K8S}/fleet/kustomization.yaml"));
+    let resources: Vec<&str> =
+        overlay["resources"].as_sequence().unwrap().iter().map(|resource| resource.as_str().unwrap()).collect();
+    assert_eq!(resources, ["../", "deployment-aggregate.yaml"]);
+    let patch = overlay["patches"][0]["patch"].as_str().unwrap();
+    assert_eq!(overlay["patches"][0]["target"]["name"].as_str(), Some("sentmon"));
+    assert!(patch.contains("SENTMON__PIPELINE__ROLE") && patch.contains("value: classify"), "{patch}");
+
+    let aggregators = yaml_file(&format!("{K8S}/fleet/deployment-aggregate.yaml"));
+    assert_eq!(aggregators["kind"].as_str(), Some("Deployment"));
+    let pod = &aggregators["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    let environment = container_environment(container, "sentmon-aggregate-0");
+    assert!(environment.contains(&("SENTMON__PIPELINE__ROLE".to_string(), "aggregate".to_string())));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert_eq!(pod["volumes"][0]["configMap"]["name"].as_str(), Some("sentmon-config"));
+
+    let compose = yaml_file("deploy/compose/compose.fleet.yaml");
+    assert_eq!(compose["services"]["sentmon"]["environment"]["SENTMON__PIPELINE__ROLE"].as_str(), Some("classify"));
+    let aggregate_service = &compose["services"]["sentmon-aggregate"];
+    assert_eq!(aggregate_service["environment"]["SENTMON__PIPELINE__ROLE"].as_str(), Some("aggregate"));
+    let topics = compose["services"]["kafka-topics"]["command"][0].as_str().unwrap();
+    assert!(topics.contains("sentmon-repartition") && topics.contains("cleanup.policy=compact"), "{topics}");
+
+    let objects = k8s_objects();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = k8s_config(&objects, scratch.path());
+    for role in ["classify", "aggregate"] {
+        let environment = [("SENTMON__PIPELINE__ROLE".to_string(), role.to_string())];
+        let config = effective_config(&path, &environment);
+        assert_eq!(config["pipeline"]["role"].as_str(), Some(role));
+    }
 }
 
 /// `kubectl kustomize` builds the kustomization offline. kubectl is not among the tools set-up

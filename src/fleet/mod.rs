@@ -220,6 +220,83 @@ mod tests {
         assert_eq!(ownership.model_version(), "v1");
     }
 
+    /// A stream of 20-second buckets for two topics with a spike on one from minute 12 to 15.
+    fn spiking_stream() -> Vec<Observation> {
+        (0..20 * 60 * 10)
+            .map(|index: i64| {
+                let event_time_ms = 1_700_000_000_000 + index * 100;
+                let minute = index / 600;
+                let topic = if index % 2 == 0 { "Fed" } else { "Oil" };
+                let negative =
+                    if topic == "Fed" && (12..15).contains(&minute) { index % 5 < 3 } else { index % 10 == 0 };
+                let sentiment = if negative { Sentiment::Negative } else { Sentiment::Neutral };
+                Observation {
+                    source: "news/0>0".to_owned(),
+                    topic: topic.to_owned(),
+                    event_time_ms,
+                    sentiment,
+                    negative_probability: if negative { 0.9 } else { 0.1 },
+                    example: ExampleText { id: Some(format!("m{index}")), text: format!("text {index}") },
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_store_and_detector_restored_from_snapshots_alert_exactly_as_the_originals() {
+        use crate::alert::{AlertEvent, DetectorConfig, SpikeDetector};
+        use crate::window::{WindowConfig, WindowStore};
+
+        let window_config = WindowConfig {
+            bucket_width_ms: 20_000,
+            view_widths_ms: vec![120_000],
+            allowed_lateness_ms: 0,
+            ..WindowConfig::default()
+        };
+        let detector_config = DetectorConfig { view_width_ms: 120_000, warmup_buckets: 6, ..DetectorConfig::default() };
+        let run = |store: &mut WindowStore, detector: &mut SpikeDetector, stream: &[Observation]| -> Vec<AlertEvent> {
+            let mut alerts = Vec::new();
+            for observation in stream {
+                let _ = store.observe(observation, observation.event_time_ms);
+                for bucket in store.advance(observation.event_time_ms) {
+                    alerts.extend(detector.on_closed_bucket(&bucket, "v1"));
+                }
+            }
+            alerts
+        };
+        let stream = spiking_stream();
+        let (history, rest) = stream.split_at(13 * 600);
+        let mut store = WindowStore::new(window_config.clone()).unwrap();
+        let mut detector = SpikeDetector::new(detector_config.clone()).unwrap();
+        let fired_before = run(&mut store, &mut detector, history);
+        assert_eq!(fired_before.len(), 1, "the spike fires during the history: {fired_before:?}");
+
+        // Hand both topics over, through JSON, to a fresh store and detector.
+        let mut restored_store = WindowStore::new(window_config).unwrap();
+        let mut restored_detector = SpikeDetector::new(detector_config).unwrap();
+        for topic in ["Fed", "Oil"] {
+            let snapshot = TopicSnapshot {
+                topic: topic.to_owned(),
+                partition: 0,
+                next_offset: 0,
+                model_version: "v1".to_owned(),
+                windows: store.export_topic(topic),
+                detector: detector.export_topic(topic),
+            };
+            let snapshot = TopicSnapshot::from_json(&snapshot.to_json()).unwrap();
+            restored_store.import_topic(topic, snapshot.windows.unwrap(), |_| true);
+            restored_detector.import_topic(topic, snapshot.detector.unwrap());
+        }
+        let original_after = run(&mut store, &mut detector, rest);
+        let restored_after = run(&mut restored_store, &mut restored_detector, rest);
+        assert!(!original_after.is_empty(), "the open alert resolves after the history");
+        assert!(
+            original_after.iter().all(|alert| alert.kind != crate::alert::AlertKind::Firing || alert.topic != "Fed")
+        );
+        assert_eq!(restored_after, original_after, "the restored pair alerts exactly as the original");
+        assert_eq!(restored_after[0].resolves.as_deref(), Some(fired_before[0].id.as_str()));
+    }
+
     #[test]
     fn a_watermark_source_names_the_repartition_partition_it_arrives_through() {
         let source = watermark_source("news/3", 12);
