@@ -1,6 +1,7 @@
 //! Wiring of the daemon: the stages of `crate::stages` (ingest -> batch -> inference workers ->
 //! emit -> aggregate -> alert publish), joined by channels, plus HTTP, and the bounded drain on
-//! shutdown.
+//! shutdown. `[pipeline] role` picks the stages: all of them, the classify half (no windows), or
+//! the aggregate half (summaries -> windows, no model; `crate::fleet`).
 //!
 //! Every long-lived task is a supervised stage (`crate::supervise`): the first to exit before
 //! shutdown fails the process, which then drains the same way and exits 70.
@@ -150,6 +151,8 @@ pub async fn run(
                 repartition_topic: config.pipeline.repartition_topic.clone(),
                 state_topic: config.pipeline.state_topic.clone(),
                 state: state.clone(),
+                // Its own producer: the handover snapshots are sent from the polling thread, inside a revoke, and
+                // must not queue behind the stages' records.
                 sink: KafkaSink::new(&config.kafka.brokers, config.kafka.producer_options.iter())?,
                 metrics: Arc::clone(&metrics),
                 runtime: tokio::runtime::Handle::current(),
@@ -188,12 +191,11 @@ pub async fn run(
         archive: archive_sink,
         abandon: CancellationToken::new(),
     });
-    tracing::info!(
-        role = ?role,
-        topics = ?shared.config.kafka.input_topics,
-        brokers = %shared.config.kafka.brokers,
-        "consuming"
-    );
+    let consumed_topics = match role {
+        PipelineRole::Aggregate => vec![shared.config.pipeline.repartition_topic.clone()],
+        PipelineRole::All | PipelineRole::Classify => shared.config.kafka.input_topics.clone(),
+    };
+    tracing::info!(role = ?role, topics = ?consumed_topics, brokers = %shared.config.kafka.brokers, "consuming");
 
     // `shutdown` is the one root: a signal cancels it, and so does a stage failure below. The
     // stages that stop on a token stop on this child of it (a child cannot cancel the root), at
@@ -228,6 +230,8 @@ pub async fn run(
         }
         _ => unreachable!("a process runs a model unless it is an aggregator"),
     }
+    // In the classify role the windows stay empty (emit forwards summaries instead), so the aggregate stage only
+    // ticks; it keeps one drain path for every role.
     stages.spawn(Stage::AlertPublish, publish_alerts(Arc::clone(&shared), alert_queue));
     stages.spawn(Stage::Aggregate, aggregate(Arc::clone(&shared), stop.clone(), alert_sender.clone()));
     stages.spawn(Stage::BrokerCheck, check_broker(Arc::clone(&shared), stop));
