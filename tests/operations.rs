@@ -530,7 +530,7 @@ fn the_split_fleet_layouts_run_classify_and_aggregate_processes_on_a_config_that
     let overlay = yaml_file(&format!("{K8S}/fleet/kustomization.yaml"));
     let resources: Vec<&str> =
         overlay["resources"].as_sequence().unwrap().iter().map(|resource| resource.as_str().unwrap()).collect();
-    assert_eq!(resources, ["../", "deployment-aggregate.yaml"]);
+    assert_eq!(resources, ["../", "deployment-aggregate.yaml", "podmonitor-aggregate.yaml"]);
     let patch = overlay["patches"][0]["patch"].as_str().unwrap();
     assert_eq!(overlay["patches"][0]["target"]["name"].as_str(), Some("sentmon"));
     assert!(patch.contains("SENTMON__PIPELINE__ROLE") && patch.contains("value: classify"), "{patch}");
@@ -544,6 +544,13 @@ fn the_split_fleet_layouts_run_classify_and_aggregate_processes_on_a_config_that
     assert!(environment.contains(&("SENTMON__PIPELINE__ROLE".to_string(), "aggregate".to_string())));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
     assert_eq!(pod["volumes"][0]["configMap"]["name"].as_str(), Some("sentmon-config"));
+    // The aggregators are scraped under the job the rules select, by a PodMonitor of their own.
+    let monitor = yaml_file(&format!("{K8S}/fleet/podmonitor-aggregate.yaml"));
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], aggregators["spec"]["template"]["metadata"]["labels"]);
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], container["ports"][0]["name"]);
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"].as_str(), Some("job"));
+    assert_eq!(endpoint["relabelings"][0]["replacement"].as_str(), Some("sentmon"));
 
     let compose = yaml_file("deploy/compose/compose.fleet.yaml");
     assert_eq!(compose["services"]["sentmon"]["environment"]["SENTMON__PIPELINE__ROLE"].as_str(), Some("classify"));
@@ -551,6 +558,22 @@ fn the_split_fleet_layouts_run_classify_and_aggregate_processes_on_a_config_that
     assert_eq!(aggregate_service["environment"]["SENTMON__PIPELINE__ROLE"].as_str(), Some("aggregate"));
     let topics = compose["services"]["kafka-topics"]["command"][0].as_str().unwrap();
     assert!(topics.contains("sentmon-repartition") && topics.contains("cleanup.policy=compact"), "{topics}");
+    // Prometheus scrapes the aggregate processes too: the override mounts a target file where
+    // prometheus.yml's file_sd_configs of job `sentmon` looks, naming the aggregate service.
+    let mounts = compose["services"]["prometheus"]["volumes"].as_sequence().unwrap();
+    let mount =
+        mounts.iter().filter_map(|mount| mount.as_str()).find(|mount| mount.starts_with("./fleet-targets:")).unwrap();
+    let target_folder = mount.split(':').nth(1).unwrap();
+    let prometheus = yaml_file("deploy/prometheus/prometheus.yml");
+    let sentmon_job =
+        prometheus["scrape_configs"].as_sequence().unwrap().iter().find(|job| job["job_name"] == "sentmon").unwrap();
+    assert_eq!(sentmon_job["file_sd_configs"][0]["files"][0].as_str(), Some(format!("{target_folder}/*.yml").as_str()));
+    let targets = yaml_file("deploy/compose/fleet-targets/aggregate.yml");
+    assert_eq!(targets[0]["targets"][0].as_str(), Some("sentmon-aggregate:9898"));
+    assert!(
+        aggregate_service["ports"][0].as_str().unwrap().ends_with(":9898"),
+        "the aggregate service listens on 9898"
+    );
 
     let objects = k8s_objects();
     let scratch = tempfile::tempdir().unwrap();
