@@ -6,6 +6,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::dataset::Task;
+use crate::model::distill::DistillationWeights;
 use crate::model::train::ClassWeighting;
 
 /// Where the shipped model lives relative to the working directory (a checkout or an install
@@ -269,9 +270,10 @@ pub struct TrainArgs {
     /// split's hash puts them there. Held-out texts never train.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub soft_targets: Vec<PathBuf>,
-    /// Weight of matching the teacher's logits against the labels' cross-entropy.
-    #[arg(long, default_value_t = 1.0)]
-    pub distill_weight: f64,
+    /// Weight of matching the teacher's logits against the labels' cross-entropy: one number
+    /// for both heads, or one per head, e.g. topic=1,sentiment=2 (a head left out keeps 1).
+    #[arg(long, value_name = "W", default_value_t = DistillationWeights::default())]
+    pub distill_weight: DistillationWeights,
     /// Transfer texts (teacher logits, no label) drawn afresh for each fine-tuning epoch [default:
     /// all]; every labelled text trains in every epoch. Bounds the epoch time of a large transfer set.
     #[arg(long, value_name = "N")]

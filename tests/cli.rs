@@ -244,41 +244,64 @@ fn write_zorblax_teacher(path: &Path, verdict: &str) {
 /// Issue 10: the student learns the teacher's logits on a transfer set that no label covers, and
 /// held-out texts of the soft-target file never train. "zorblax" occurs in no labelled text, so
 /// only the teacher can tell the student what it means; two teachers with opposite verdicts
-/// must give students with opposite answers (with `--distill-weight 0` both answer alike).
+/// must give students with opposite answers. With the sentiment head's distillation weight at 0
+/// (`--distill-weight topic=1,sentiment=0`) the verdicts must make no difference at all.
 #[test]
 fn train_with_soft_targets_learns_the_teachers_verdict_on_transfer_texts() {
     let scratch = tempfile::tempdir().unwrap();
     let mut answers = Vec::new();
+    let mut unweighted_probabilities = Vec::new();
     for verdict in ["negative", "positive"] {
         let soft_targets = scratch.path().join(format!("{verdict}.jsonl"));
         write_zorblax_teacher(&soft_targets, verdict);
-        let bundle = scratch.path().join(verdict);
-        let output = run_ok(
-            sentmon()
-                .args(["train", "--data"])
-                .arg(fixture("headlines.sentiment.jsonl"))
-                .arg(fixture("headlines.topic.jsonl"))
-                .args(["--epochs", "8", "--patience", "8", "--validation-fraction", "0.2", "--test-fraction", "0.1"])
-                .args(tiny_training_args(&bundle))
-                .args(["--learning-rate", "0.01", "--soft-targets"])
-                .arg(&soft_targets)
-                .args(["--transfer-per-epoch", "60"]),
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(bundle.join("model.json")).unwrap()).unwrap();
-        let added = manifest["training"]["rows"]["train_teacher_sentiment"].as_u64().unwrap();
-        assert!(added > 60 && added < 120, "only the training split's share of 120 transfer texts: {added}");
-        assert!(
-            stderr
-                .contains(&format!("{added} transfer texts added to training, {} held-out texts ignored", 120 - added)),
-            "{stderr}"
-        );
-        assert_eq!(manifest["training"]["soft_target_files"][0], soft_targets.display().to_string());
-        let lines = classify_stdin(&bundle, "zorblax quarterly update\n");
-        answers.push(lines[0]["sentiment"].as_str().unwrap().to_owned());
+        for distill_weight in ["1", "topic=1,sentiment=0"] {
+            let bundle = scratch.path().join(format!("{verdict}-{distill_weight}"));
+            let output = run_ok(
+                sentmon()
+                    .args(["train", "--data"])
+                    .arg(fixture("headlines.sentiment.jsonl"))
+                    .arg(fixture("headlines.topic.jsonl"))
+                    .args([
+                        "--epochs",
+                        "8",
+                        "--patience",
+                        "8",
+                        "--validation-fraction",
+                        "0.2",
+                        "--test-fraction",
+                        "0.1",
+                    ])
+                    .args(tiny_training_args(&bundle))
+                    .args(["--learning-rate", "0.01", "--distill-weight", distill_weight, "--soft-targets"])
+                    .arg(&soft_targets)
+                    .args(["--transfer-per-epoch", "60"]),
+            );
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(bundle.join("model.json")).unwrap()).unwrap();
+            let added = manifest["training"]["rows"]["train_teacher_sentiment"].as_u64().unwrap();
+            assert!(added > 60 && added < 120, "only the training split's share of 120 transfer texts: {added}");
+            assert!(
+                stderr.contains(&format!(
+                    "{added} transfer texts added to training, {} held-out texts ignored",
+                    120 - added
+                )),
+                "{stderr}"
+            );
+            assert_eq!(manifest["training"]["soft_target_files"][0], soft_targets.display().to_string());
+            let lines = classify_stdin(&bundle, "zorblax quarterly update\n");
+            if distill_weight == "1" {
+                answers.push(lines[0]["sentiment"].as_str().unwrap().to_owned());
+            } else {
+                unweighted_probabilities.push(lines[0]["sentiment_probs"].clone());
+            }
+        }
     }
     assert_eq!(answers, ["negative", "positive"], "the student follows its teacher");
+    assert_eq!(
+        unweighted_probabilities[0], unweighted_probabilities[1],
+        "with the sentiment weight at 0 the teacher's sentiment verdict changes nothing"
+    );
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn training_options(args: &TrainArgs) -> TrainingOptions {
             ..EncoderConfig::default()
         },
         init_from: args.init_from.clone(),
-        distillation_weight: args.distill_weight,
+        distillation_weights: args.distill_weight,
         transfer_per_epoch: args.transfer_per_epoch,
         seed: args.seed,
         show_progress: true,

@@ -3,12 +3,14 @@
 //! (Tang et al. 2019, "Distilling task-specific knowledge from BERT into simple neural networks").
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
 use flate2::read::MultiGzDecoder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
 use super::bundle::SENTIMENT_LABELS;
@@ -22,6 +24,67 @@ use crate::text::dedup_key;
 pub struct TeacherLogits {
     pub topic: Option<Vec<f32>>,
     pub sentiment: Option<Vec<f32>>,
+}
+
+/// How much matching the teacher's logits weighs against the labels' cross-entropy, per head.
+/// One weight for both heads is the usual recipe; separate ones let a head lean harder on its
+/// teacher without making the other follow its teacher's bias (a heavier topic weight crowds out
+/// the class-weighted labels that keep rare topics alive).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DistillationWeights {
+    pub topic: f64,
+    pub sentiment: f64,
+}
+
+impl DistillationWeights {
+    pub const fn both(weight: f64) -> Self {
+        Self { topic: weight, sentiment: weight }
+    }
+}
+
+impl Default for DistillationWeights {
+    fn default() -> Self {
+        Self::both(1.0)
+    }
+}
+
+/// `2` for both heads, or `topic=1,sentiment=2` (a head left out keeps weight 1).
+impl FromStr for DistillationWeights {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let weight = |text: &str| -> Result<f64, String> {
+            match text.trim().parse::<f64>() {
+                Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+                _ => Err(format!("{text:?} is not a weight: give a number >= 0, e.g. 2 or topic=1,sentiment=2")),
+            }
+        };
+        if !spec.contains('=') {
+            return weight(spec).map(Self::both);
+        }
+        let mut weights = Self::default();
+        for part in spec.split(',') {
+            let (head, value) = part.split_once('=').ok_or_else(|| {
+                format!("{part:?} in {spec:?} is not head=weight: write topic=1,sentiment=2 or one number for both")
+            })?;
+            match head.trim() {
+                "topic" => weights.topic = weight(value)?,
+                "sentiment" => weights.sentiment = weight(value)?,
+                other => return Err(format!("{other:?} in {spec:?} is not a head: the heads are topic and sentiment")),
+            }
+        }
+        Ok(weights)
+    }
+}
+
+impl fmt::Display for DistillationWeights {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.topic == self.sentiment {
+            write!(formatter, "{}", self.topic)
+        } else {
+            write!(formatter, "topic={},sentiment={}", self.topic, self.sentiment)
+        }
+    }
 }
 
 /// One line of a soft-target file: logits keyed by label name, so the file does not depend on
@@ -198,6 +261,29 @@ mod tests {
         let path = directory.join(name);
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         path
+    }
+
+    #[test]
+    fn distillation_weights_take_one_number_or_one_per_head_and_name_a_bad_value() {
+        assert_eq!("2".parse::<DistillationWeights>(), Ok(DistillationWeights::both(2.0)));
+        assert_eq!(
+            "sentiment=2, topic=0.5".parse::<DistillationWeights>(),
+            Ok(DistillationWeights { topic: 0.5, sentiment: 2.0 })
+        );
+        assert_eq!(
+            "sentiment=2".parse::<DistillationWeights>(),
+            Ok(DistillationWeights { topic: 1.0, sentiment: 2.0 })
+        );
+        for weights in [DistillationWeights::both(1.5), DistillationWeights { topic: 1.0, sentiment: 2.0 }] {
+            assert_eq!(weights.to_string().parse::<DistillationWeights>(), Ok(weights), "Display round-trips");
+        }
+        let negative = "-1".parse::<DistillationWeights>().unwrap_err();
+        assert!(negative.contains("\"-1\"") && negative.contains(">= 0"), "{negative}");
+        let head = "topc=1".parse::<DistillationWeights>().unwrap_err();
+        assert!(head.contains("\"topc\"") && head.contains("topic and sentiment"), "{head}");
+        let not_a_pair = "topic=1,2".parse::<DistillationWeights>().unwrap_err();
+        assert!(not_a_pair.contains("\"2\"") && not_a_pair.contains("head=weight"), "{not_a_pair}");
+        assert!("topic=nan".parse::<DistillationWeights>().unwrap_err().contains("\"nan\""));
     }
 
     fn topics() -> Vec<String> {

@@ -1270,7 +1270,7 @@ mod tests {
             word_vector_vocab: 0,
             embedding_learning_rate_scale: 1.0,
             init_from,
-            distillation_weight: 1.0,
+            distillation_weights: Default::default(),
             transfer_per_epoch: None,
             seed: 1,
             show_progress: false,

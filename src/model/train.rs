@@ -20,7 +20,7 @@ use super::bundle::{
     EpochRecord, ModelManifest, SENTIMENT_LABELS, SplitRows, TRAINING_ONLY_PREFIX, TaskReports, TrainingSummary,
 };
 use super::classifier::predict;
-use super::distill::{TeacherLogits, logit_matching_loss};
+use super::distill::{DistillationWeights, TeacherLogits, logit_matching_loss};
 use super::glove::WordVectors;
 use super::network::{Architecture, EMBEDDING_PARAMETER_GROUP, Network, bag_width, sequence_width};
 use super::pretrain::{EncoderArtefact, LanguageModelTrainer};
@@ -78,10 +78,10 @@ pub struct TrainingOptions {
     /// An encoder artefact from `sentmon pretrain`: its vocabulary replaces the one built from
     /// the training texts, and its embedding and LSTM weights are the starting point.
     pub init_from: Option<PathBuf>,
-    /// Weight of the distillation loss (matching the teacher's logits, see `distill`) against
-    /// the hard labels' cross-entropy; only texts with teacher logits have one.
-    #[serde(default = "full_learning_rate_scale")]
-    pub distillation_weight: f64,
+    /// Weight of each head's distillation loss (matching the teacher's logits, see `distill`)
+    /// against the hard labels' cross-entropy; only texts with teacher logits have one.
+    #[serde(default)]
+    pub distillation_weights: DistillationWeights,
     /// How many of the texts that only a teacher labelled (the transfer set) each fine-tuning
     /// epoch draws, afresh every epoch; None: all of them. Every hand-labelled text trains in
     /// every epoch. Bounds an epoch's time when the transfer set dwarfs the labelled data.
@@ -221,10 +221,10 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
     let mut optimizer =
         nn::AdamW { wd: options.weight_decay, ..Default::default() }.build(&variables, options.learning_rate)?;
     set_learning_rate(&mut optimizer, options.learning_rate, options);
+    let weights = options.distillation_weights;
     ensure!(
-        options.distillation_weight.is_finite() && options.distillation_weight >= 0.0,
-        "--distill-weight is {} but must be a number >= 0",
-        options.distillation_weight
+        [weights.topic, weights.sentiment].iter().all(|weight| weight.is_finite() && *weight >= 0.0),
+        "--distill-weight is {weights} but each head's weight must be a number >= 0"
     );
     let (labelled, transfer): (Vec<usize>, Vec<usize>) = (0..train_examples.len())
         .filter(|&index| {
@@ -255,7 +255,7 @@ pub fn train(training_set: &TrainingSet, options: &TrainingOptions) -> anyhow::R
                 &batch_examples,
                 &topic_weights,
                 &sentiment_weights,
-                options.distillation_weight,
+                options.distillation_weights,
             );
             optimizer.backward_step_clip_norm(&loss, options.gradient_clip_norm);
             running_loss.add(loss.double_value(&[]), chunk.len());
@@ -420,7 +420,7 @@ impl AuxiliaryHeads {
 
 /// Each head's class-weighted cross-entropy over the rows that carry its label, weighted by
 /// the share of the batch those rows are, so the loss scale does not depend on the task mix;
-/// plus the auxiliary heads' losses; plus, times `distillation_weight`, each head's match to
+/// plus the auxiliary heads' losses; plus, times its `distillation_weights`, each head's match to
 /// the teacher's logits over the rows that have them, weighted the same way.
 fn multi_task_loss(
     network: &Network,
@@ -428,7 +428,7 @@ fn multi_task_loss(
     batch_examples: &[&EncodedExample],
     topic_weights: &Tensor,
     sentiment_weights: &Tensor,
-    distillation_weight: f64,
+    distillation_weights: DistillationWeights,
 ) -> Tensor {
     let encoded: Vec<&EncodedText> = batch_examples.iter().map(|example| &example.encoded).collect();
     let batch = TensorBatch::new(&encoded);
@@ -470,8 +470,8 @@ fn multi_task_loss(
     };
     let teacher_topic = teacher_rows(|teacher| teacher.topic.as_deref());
     let teacher_sentiment = teacher_rows(|teacher| teacher.sentiment.as_deref());
-    let distillation = |head_logits: &Tensor, rows: &[(usize, &[f32])]| {
-        logit_matching_loss(head_logits, rows).map(|loss| loss * (distillation_weight * rows.len() as f64 / batch_size))
+    let distillation = |head_logits: &Tensor, rows: &[(usize, &[f32])], weight: f64| {
+        logit_matching_loss(head_logits, rows).map(|loss| loss * (weight * rows.len() as f64 / batch_size))
     };
     let (sequence_topic, sequence_sentiment) = &auxiliary_heads.sequence;
     let (bag_topic, bag_sentiment) = &auxiliary_heads.bag;
@@ -483,8 +483,8 @@ fn multi_task_loss(
         head_loss(&sequence_sentiment.forward(&pooled.sequence), &sentiment_labels, sentiment_weights).map(auxiliary),
         head_loss(&bag_topic.forward(&pooled.bag), &topic_labels, topic_weights).map(auxiliary),
         head_loss(&bag_sentiment.forward(&pooled.bag), &sentiment_labels, sentiment_weights).map(auxiliary),
-        distillation(&logits.topic, &teacher_topic),
-        distillation(&logits.sentiment, &teacher_sentiment),
+        distillation(&logits.topic, &teacher_topic, distillation_weights.topic),
+        distillation(&logits.sentiment, &teacher_sentiment, distillation_weights.sentiment),
     ]
     .into_iter()
     .flatten()
